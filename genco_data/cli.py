@@ -1,0 +1,263 @@
+"""``genco …`` — argument parsing and printing only; every verb calls one library function.
+
+User mistakes (any :class:`genco_data.errors.GencoError`, a missing file) print one line
+``genco <verb>: error: <reason>`` on stderr and exit 2; no traceback. ``--json`` prints machine-readable
+output on stdout; ``--quiet`` hides progress bars.
+
+``train``, ``predict``, ``reproduce`` and ``demo`` live in the ``reference_model`` package (which needs torch);
+they are looked up by name at call time so that ``genco_data`` never imports ``reference_model``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from genco_data import __version__
+from genco_data.errors import GencoError
+
+VERBS: dict[str, Callable[[argparse.Namespace], Any]] = {}
+
+
+def _verb(name: str):
+    def deco(fn):
+        VERBS[name] = fn
+        return fn
+
+    return deco
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: str | None = None) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    elif text is not None:
+        print(text)
+
+
+def _date(s: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {s!r}") from None
+
+
+# ----------------------------------------------------------------------------------------------- verbs
+@_verb("synth")
+def _synth(args):
+    from genco_data.synth import SynthConfig, simulate
+
+    cfg = SynthConfig(train_rows=args.train_rows, test_rows=args.test_rows, seed=args.seed)
+    summary = simulate(cfg, Path(args.out), progress=not args.quiet)
+    _emit(args, summary, f"wrote {summary['train_rows']:,} train + {summary['test_rows']:,} test rows to {args.out}")
+
+
+@_verb("build")
+def _build(args):
+    from genco_data.build import BuildConfig, build_release
+
+    cfg = BuildConfig(
+        sources=[Path(s) for s in args.sources],
+        out=Path(args.out),
+        version=args.version,
+        max_reject_rate=args.max_reject_rate,
+        test_start_day=args.test_start_day,
+        overwrite=args.overwrite,
+    )
+    result = build_release(cfg, progress=not args.quiet)
+    d = result.to_dict()
+    _emit(args, d, result.summary())
+
+
+@_verb("verify")
+def _verify(args):
+    from genco_data.release import verify_release
+
+    report = verify_release(Path(args.release))
+    _emit(args, report, f"OK {args.release}: {report['files']} files, {report['rows']:,} rows verified")
+
+
+@_verb("stats")
+def _stats(args):
+    from genco_data.stats import format_stats, release_stats
+
+    stats = release_stats(Path(args.release), split=args.split)
+    _emit(args, stats, format_stats(stats))
+
+
+@_verb("evaluate")
+def _evaluate(args):
+    from genco_data import evaluate as ev
+
+    if args.validity:
+        report = ev.metric_validity(Path(args.data), n_policies=args.policies, seed=args.seed, progress=not args.quiet)
+        _emit(args, report, ev.format_validity(report))
+        return
+    if not args.predictions:
+        raise GencoError("a predictions file is required (or --validity)")
+    evaluator = ev.Evaluator(Path(args.data))
+    result = evaluator.evaluate(Path(args.predictions), bootstrap=args.bootstrap, seed=args.seed)
+    _emit(args, result.to_dict(), result.format_table())
+
+
+@_verb("leaderboard")
+def _leaderboard(args):
+    from genco_data import leaderboard as lb
+
+    if args.action == "verify":
+        entry = lb.verify_submission(Path(args.submission), Path(args.data), entries_dir=Path(args.entries))
+        _emit(args, entry.model_dump(mode="json"), f"verified {entry.method}: entry written to {args.entries}")
+    else:
+        path = lb.render_leaderboard(Path(args.entries), Path(args.out))
+        _emit(args, {"written": str(path)}, f"wrote {path}")
+
+
+@_verb("card")
+def _card(args):
+    from genco_data.card import render_card
+
+    path = render_card(Path(args.release))
+    _emit(args, {"written": str(path)}, f"wrote {path}")
+
+
+@_verb("publish")
+def _publish(args):
+    from genco_data.hub import publish
+
+    plan = publish(Path(args.release), args.repo, tag=args.tag, private=args.private, dry_run=args.dry_run)
+    _emit(args, plan.to_dict(), plan.describe())
+
+
+@_verb("pull")
+def _pull(args):
+    from genco_data.hub import pull
+
+    report = pull(args.repo, revision=args.revision, out=Path(args.out))
+    _emit(args, report, f"pulled {args.repo}@{args.revision} into {args.out}; {report['files']} files verified")
+
+
+def _reference(verb: str):
+    """Forward ``genco train|predict|reproduce|demo`` to ``reference_model.entry``."""
+
+    def run(args):
+        try:
+            entry = importlib.import_module("reference_model.entry")
+        except ImportError as exc:
+            raise GencoError(f"`genco {verb}` needs the reference model and torch: pip install 'genco-data[torch]' ({exc})") from None
+        result = getattr(entry, verb)(args)
+        if result is not None:
+            payload, text = result
+            _emit(args, payload, text)
+
+    return run
+
+
+for _v in ("train", "predict", "reproduce", "demo"):
+    VERBS[_v] = _reference(_v)
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genco", description="The GenCO creative-optimization dataset: build, load, evaluate, publish.")
+    p.add_argument("--version", action="version", version=f"genco-data {__version__}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        return sp
+
+    sp = verb("synth", "simulate raw logs (production-logged train days, uniform-logged test days) + the ground-truth world")
+    sp.add_argument("--out", required=True, help="folder for raw Parquet shards and world/")
+    sp.add_argument("--train-rows", type=int, default=200_000)
+    sp.add_argument("--test-rows", type=int, default=50_000)
+    sp.add_argument("--seed", type=int, default=0)
+
+    sp = verb("build", "validate raw Parquet/JSONL/CSV and write a release folder")
+    sp.add_argument("sources", nargs="+", help="raw files or folders (Parquet, JSONL, CSV); a world/ inside is carried over")
+    sp.add_argument("--out", required=True, help="release folder to create")
+    sp.add_argument("--version", required=True, help="dataset version, semver X.Y.Z")
+    sp.add_argument("--max-reject-rate", type=float, default=0.01, help="fail when more than this share of rows is rejected (default 0.01)")
+    sp.add_argument("--test-start-day", type=_date, default=None, help="first test day (default: the simulator's, else required)")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing release at --out")
+
+    sp = verb("verify", "re-check a release: checksums, row counts, schema, format version")
+    sp.add_argument("release")
+
+    sp = verb("stats", "Table-1 statistics of a release")
+    sp.add_argument("release")
+    sp.add_argument("--split", default="train", choices=["train", "test"])
+
+    sp = verb("evaluate", "calibrated sCTR (+ CIs, buckets, truth on synthetic releases) of a predictions file")
+    sp.add_argument("predictions", nargs="?", help="predictions Parquet (DESIGN.md contract)")
+    sp.add_argument("--data", required=True, help="release folder")
+    sp.add_argument("--bootstrap", type=int, default=0, help="also bootstrap CIs with N resamples")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--validity", action="store_true", help="metric validity study over many policies (synthetic releases)")
+    sp.add_argument("--policies", type=int, default=60, help="policies drawn by --validity")
+
+    sp = verb("leaderboard", "verify a submission by recomputation, or render the board")
+    lsub = sp.add_subparsers(dest="action", required=True)
+    lv = lsub.add_parser("verify", help="verify a submission JSON against a release")
+    lv.add_argument("submission")
+    lv.add_argument("--data", required=True, help="release folder")
+    lv.add_argument("--entries", default="cards/leaderboard", help="where verified entries are written")
+    lr = lsub.add_parser("render", help="render the board from verified entries")
+    lr.add_argument("--entries", default="cards/leaderboard")
+    lr.add_argument("--out", default="cards/LEADERBOARD.md")
+    for x in (lv, lr):
+        x.add_argument("--json", action="store_true")
+        x.add_argument("--quiet", action="store_true")
+
+    sp = verb("card", "render a release's README.md (dataset card) and figures")
+    sp.add_argument("release")
+
+    sp = verb("publish", "upload a verified release to the Hugging Face Hub and tag it")
+    sp.add_argument("release")
+    sp.add_argument("--repo", required=True, help="ORG/NAME dataset repo")
+    sp.add_argument("--tag", default=None, help="tag to create (default v<dataset_version>)")
+    sp.add_argument("--private", action="store_true")
+    sp.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
+
+    sp = verb("pull", "download a tagged version from the Hub and verify every checksum")
+    sp.add_argument("repo")
+    sp.add_argument("--revision", required=True)
+    sp.add_argument("--out", required=True)
+
+    try:
+        entry = importlib.import_module("reference_model.entry")
+        add_reference_verbs: Callable[[Callable[[str, str], argparse.ArgumentParser]], None] | None = entry.add_arguments
+    except ImportError:
+        add_reference_verbs = None
+    if add_reference_verbs is not None:
+        add_reference_verbs(verb)
+    else:
+        for name in ("train", "predict", "reproduce", "demo"):
+            verb(name, f"(needs torch: pip install 'genco-data[torch]')")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    name = args.verb
+    try:
+        VERBS[name](args)
+    except GencoError as exc:
+        print(f"genco {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"genco {name}: error: no such file: {exc.filename or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"genco {name}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

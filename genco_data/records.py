@@ -1,0 +1,222 @@
+"""Pydantic records: the single source of truth of every on-disk format.
+
+The Arrow schema, the Hugging Face ``Features`` and the JSON Schema are *derived* from these models
+(see :mod:`genco_data.arrow`); ``schema/v1/`` holds the generated files. Each field carries its Arrow
+type in ``json_schema_extra["arrow"]`` (one of :data:`ARROW_TYPES`), because Python's ``int`` does not say
+whether it is stored as int8 or int64.
+
+This module imports only :mod:`genco_data.components` (the ground floor).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from genco_data.components import (
+    CLICK_NAMES,
+    COMPONENTS,
+    LOGGING_POLICIES,
+    candidates_col,
+    choice_col,
+    exposed_col,
+    propensity_col,
+    scores_col,
+)
+
+#: Format version of the on-disk layout and row schema. Bump the major on any breaking change and
+#: describe it in ``schema/CHANGELOG.md``.
+FORMAT_VERSION = "1.0"
+FORMAT_MAJOR = int(FORMAT_VERSION.split(".")[0])
+
+#: Arrow type names a field may declare.
+ARROW_TYPES = ("string", "date32", "int8", "int16", "int64", "float32", "list<int64>", "list<float32>")
+
+
+def _col(arrow: str, description: str, **kw: Any) -> Any:
+    return Field(json_schema_extra={"arrow": arrow}, description=description, **kw)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The row of config ``impressions`` (and ``sample``).
+# ---------------------------------------------------------------------------------------------
+_BASE_ROW_FIELDS: dict[str, Any] = {
+    "impression_id": (str, _col("string", "unique within the release", min_length=1)),
+    "day": (_dt.date, _col("date32", "log date; every train day precedes every test day")),
+    "logging_policy": (Literal[LOGGING_POLICIES], _col("string", "`production` or `uniform`")),  # type: ignore[valid-type]
+    "user_id": (int, _col("int64", "hashed user id", ge=0)),
+    "user_age": (Optional[int], _col("int8", "age bucket", ge=-128, le=127)),
+    "user_gender": (Optional[int], _col("int8", "gender code", ge=-128, le=127)),
+    "ad_id": (int, _col("int64", "hashed ad id", ge=0)),
+    "category": (Optional[str], _col("string", "product category (e.g. phone, clothing)")),
+    "query_id": (Optional[int], _col("int64", "hashed query id", ge=0)),
+    "query_segments": (list[int], _col("list<int64>", "hashed query text segments, may be empty")),
+}
+_COMPONENT_ROW_FIELDS: dict[str, Any] = {}
+for _c in COMPONENTS:
+    _COMPONENT_ROW_FIELDS[candidates_col(_c)] = (
+        list[int],
+        _col("list<int64>", f"{_c}: the candidate pool (hashed element ids), in platform order; empty when the ad lacks {_c}"),
+    )
+    _COMPONENT_ROW_FIELDS[exposed_col(_c)] = (
+        Optional[int],
+        _col("int16", f"{_c}: index into `{candidates_col(_c)}` of the shown element; null iff the pool is empty", ge=0, le=32767),
+    )
+    _COMPONENT_ROW_FIELDS[propensity_col(_c)] = (
+        Optional[float],
+        _col("float32", f"{_c}: probability that the logging policy showed that element; 1/n under `uniform`", gt=0.0, le=1.0),
+    )
+_CLICK_FIELD = {"click": (int, _col("int8", "ClassLabel: 0 = no_click, 1 = click", ge=0, le=1))}
+
+
+class _RowBase(_Strict):
+    """Cross-field invariants of a row (the same rules :mod:`genco_data.validate` applies vectorized)."""
+
+    @model_validator(mode="after")
+    def _check_components(self) -> "_RowBase":
+        for c in COMPONENTS:
+            pool = getattr(self, candidates_col(c))
+            exposed = getattr(self, exposed_col(c))
+            prop = getattr(self, propensity_col(c))
+            if any(x < 0 for x in pool):
+                raise ValueError(f"{candidates_col(c)}: negative id")
+            if len(set(pool)) != len(pool):
+                raise ValueError(f"{candidates_col(c)}: duplicate id in pool")
+            if (exposed is None) != (len(pool) == 0):
+                raise ValueError(f"{exposed_col(c)}: must be null iff the pool is empty")
+            if exposed is not None and exposed >= len(pool):
+                raise ValueError(f"{exposed_col(c)}: {exposed} out of range for a pool of {len(pool)}")
+            if (prop is None) != (len(pool) == 0):
+                raise ValueError(f"{propensity_col(c)}: must be null iff the pool is empty")
+        if any(x < 0 for x in self.query_segments):  # type: ignore[attr-defined]
+            raise ValueError("query_segments: negative id")
+        return self
+
+
+ImpressionRow: type[_RowBase] = create_model(  # type: ignore[call-overload]
+    "ImpressionRow",
+    __base__=_RowBase,
+    __doc__="One impression: request context, per-component candidate pools, what was shown, and the click.",
+    **_BASE_ROW_FIELDS,
+    **_COMPONENT_ROW_FIELDS,
+    **_CLICK_FIELD,
+)
+
+#: Row column names in schema order.
+ROW_COLUMNS: tuple[str, ...] = tuple(ImpressionRow.model_fields)
+
+# ---------------------------------------------------------------------------------------------
+# Predictions: what a policy hands to the evaluator (one file per seed).
+# ---------------------------------------------------------------------------------------------
+_PRED_FIELDS: dict[str, Any] = {"impression_id": (str, _col("string", "a test impression id", min_length=1))}
+for _c in COMPONENTS:
+    _PRED_FIELDS[choice_col(_c)] = (
+        Optional[int],
+        _col("int16", f"{_c}: chosen index into the original `{candidates_col(_c)}`; null iff the pool is empty", ge=0, le=32767),
+    )
+_PRED_SCORE_FIELDS: dict[str, Any] = {
+    scores_col(_c): (
+        Optional[list[float]],
+        _col("list<float32>", f"{_c}: optional per-candidate scores, same length as the pool", default=None),
+    )
+    for _c in COMPONENTS
+}
+PredictionRow: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "PredictionRow",
+    __base__=_Strict,
+    __doc__="One policy decision per test impression. Choices index the *original* candidate pools.",
+    **_PRED_FIELDS,
+    **_PRED_SCORE_FIELDS,
+)
+PREDICTION_REQUIRED_COLUMNS: tuple[str, ...] = tuple(_PRED_FIELDS)
+PREDICTION_OPTIONAL_COLUMNS: tuple[str, ...] = tuple(_PRED_SCORE_FIELDS)
+
+# ---------------------------------------------------------------------------------------------
+# Manifest of a release folder.
+# ---------------------------------------------------------------------------------------------
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class FileEntry(_Strict):
+    """One file of a release, relative to the release root (posix separators)."""
+
+    path: str
+    rows: Optional[int] = Field(default=None, ge=0, description="rows for Parquet files, null otherwise")
+    bytes: int = Field(ge=0)
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not _SHA256.match(v):
+            raise ValueError(f"not a lowercase hex sha256: {v!r}")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        if v.startswith("/") or ".." in v.split("/") or "\\" in v:
+            raise ValueError(f"path must be relative and inside the release: {v!r}")
+        return v
+
+
+class InputFile(_Strict):
+    path: str
+    bytes: int = Field(ge=0)
+    sha256: str
+
+
+class Source(_Strict):
+    """Provenance: where the rows came from."""
+
+    kind: Literal["synthetic", "raw"]
+    generator: Optional[str] = Field(default=None, description="e.g. genco_data.synth 0.1.0")
+    seed: Optional[int] = None
+    parameters: dict[str, Any] = Field(default_factory=dict, description="world / logging parameters")
+    inputs: list[InputFile] = Field(default_factory=list)
+
+
+class Manifest(_Strict):
+    """``<release>/manifest.json``."""
+
+    dataset_version: str
+    format_version: str = FORMAT_VERSION
+    created_by: str = Field(description="genco-data version that built the release")
+    source: Source
+    test_start_day: _dt.date
+    splits: dict[str, dict[str, int]] = Field(description="config -> split -> rows")
+    rows_in: int = Field(ge=0)
+    rows_rejected: int = Field(ge=0)
+    files: list[FileEntry]
+    stats: dict[str, Any] = Field(default_factory=dict, description="Table-1 statistics of the train split")
+
+    @field_validator("dataset_version")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        if not _SEMVER.match(v):
+            raise ValueError(f"dataset_version must be semver X.Y.Z, got {v!r}")
+        return v
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FORMAT_MAJOR",
+    "ARROW_TYPES",
+    "CLICK_NAMES",
+    "ImpressionRow",
+    "ROW_COLUMNS",
+    "PredictionRow",
+    "PREDICTION_REQUIRED_COLUMNS",
+    "PREDICTION_OPTIONAL_COLUMNS",
+    "FileEntry",
+    "InputFile",
+    "Source",
+    "Manifest",
+]
