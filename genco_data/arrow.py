@@ -129,3 +129,10 @@ __all__ = [
     "schema_documents",
     "write_schema_files",
 ]
+
+
+if __name__ == "__main__":  # regenerate schema/v1 from the records: python -m genco_data.arrow [ROOT]
+    import sys
+
+    for p in write_schema_files(Path(sys.argv[1] if len(sys.argv) > 1 else ".")):
+        print(p)

@@ -1,0 +1,107 @@
+"""The house's load-bearing walls (DESIGN.md, import rules) and the no-unsafe-deserialization rule."""
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "genco_data"
+REFERENCE = ROOT / "reference_model"
+
+
+def _modules(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_ground_floor_imports_nothing_of_the_project_but_components():
+    for name in ("components.py", "records.py", "errors.py"):
+        project = {m for m in _imports(PACKAGE / name) if m.split(".")[0] in {"genco_data", "reference_model"}}
+        assert project <= {"genco_data.components"}, f"{name} imports {project}"
+
+
+def test_genco_data_never_imports_reference_model_nor_cli():
+    for path in _modules(PACKAGE):
+        mods = _imports(path)
+        assert not any(m.split(".")[0] == "reference_model" for m in mods), path
+        if path.name != "cli.py":
+            assert "genco_data.cli" not in mods, f"{path} imports the CLI"
+    for path in _modules(REFERENCE):
+        assert "genco_data.cli" not in _imports(path), f"{path} imports the CLI"
+
+
+def test_only_torch_data_imports_torch_in_genco_data():
+    for path in _modules(PACKAGE):
+        if path.name == "torch_data.py":
+            continue
+        assert not any(m.split(".")[0] == "torch" for m in _imports(path)), f"{path} imports torch"
+
+
+def test_import_genco_data_works_without_torch():
+    mods = [f"genco_data.{p.stem}" for p in _modules(PACKAGE) if p.stem not in {"__init__", "torch_data", "__main__"} and p.parent == PACKAGE]
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+        f"import genco_data, {', '.join(mods)}\n"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+_NETWORK_API = re.compile(r"\b(HfApi|hf_hub_download|snapshot_download|upload_folder|create_repo|create_tag)\b")
+
+
+def test_only_hub_talks_to_the_hub():
+    for path in _modules(PACKAGE):
+        if path.name == "hub.py":
+            continue
+        code = "\n".join(l for l in path.read_text(encoding="utf-8").splitlines() if not l.lstrip().startswith("#"))
+        assert not _NETWORK_API.search(code), f"{path} uses huggingface_hub's network API"
+
+
+_UNSAFE = [
+    (re.compile(r"^\s*(import pickle|from pickle|import cPickle|import dill|import joblib)", re.M), "pickle-family import"),
+    (re.compile(r"\btorch\.load\((?![^)]*weights_only\s*=\s*True)"), "torch.load without weights_only=True"),
+    (re.compile(r"(?<![\w.])(eval|exec)\("), "eval/exec"),
+    (re.compile(r"\byaml\.load\((?![^)]*SafeLoader)"), "yaml.load without SafeLoader"),
+    (re.compile(r"allow_pickle\s*=\s*True"), "np.load(allow_pickle=True)"),
+    (re.compile(r"\.read_pickle\("), "pandas.read_pickle"),
+]
+
+
+@pytest.mark.parametrize("folder", [PACKAGE, REFERENCE, ROOT / "benchmarks"])
+def test_no_unsafe_deserialization(folder):
+    for path in _modules(folder):
+        text = path.read_text(encoding="utf-8")
+        for pattern, what in _UNSAFE:
+            m = pattern.search(text)
+            assert m is None, f"{path.relative_to(ROOT)}: {what}: {m.group(0)!r}"
+
+
+def test_the_scanner_itself_catches_each_pattern():
+    samples = {
+        "pickle-family import": "import pickle\n",
+        "torch.load without weights_only=True": "torch.load(path)\n",
+        "eval/exec": "x = eval('1')\n",
+        "yaml.load without SafeLoader": "yaml.load(f)\n",
+        "np.load(allow_pickle=True)": "np.load(p, allow_pickle=True)\n",
+        "pandas.read_pickle": "pd.read_pickle(p)\n",
+    }
+    for pattern, what in _UNSAFE:
+        assert pattern.search(samples[what]), what
+    assert not _UNSAFE[1][0].search("torch.load(p, weights_only=True)")
