@@ -14,9 +14,14 @@ Every other module finds files through this one (never by spelling paths itself)
 """
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
 import json
+import re
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from genco_data.components import CONFIGS, SPLITS
 from genco_data.errors import BackwardCompatibilityError, ForwardCompatibilityError, IntegrityError
@@ -29,6 +34,23 @@ WORLD_DIR = "world"
 REJECTS_DIR = "rejects"
 #: Folders and files that travel when a release is published (rejects/ never does).
 PUBLISHED_TOP_LEVEL = (CARD_NAME, MANIFEST_NAME, DATA_DIR, WORLD_DIR)
+
+
+#: ``data/<config>/<split>-NNNNN-of-MMMMM.parquet``
+SHARD_RE = re.compile(r"^" + DATA_DIR + r"/(?P<config>[a-z_]+)/(?P<split>[a-z_]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Lowercase hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(_CHUNK)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -106,7 +128,130 @@ class Release:
         return self.root / REJECTS_DIR
 
 
+def _parquet(path: Path, rel: str) -> Any:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a damaged footer
+        raise IntegrityError(f"{rel}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
+
+
+def _day_range(pf: Any) -> tuple[_dt.date, _dt.date] | None:
+    """(min, max) of ``day`` from the row-group statistics, None when the file has no rows/statistics."""
+    idx = pf.schema_arrow.get_field_index("day")
+    lo = hi = None
+    for i in range(pf.metadata.num_row_groups):
+        st = pf.metadata.row_group(i).column(idx).statistics
+        if st is None or not st.has_min_max:
+            return None
+        lo = st.min if lo is None else min(lo, st.min)
+        hi = st.max if hi is None else max(hi, st.max)
+    return None if lo is None else (lo, hi)
+
+
+def verify_release(path: str | Path) -> dict[str, Any]:
+    """Re-check a release folder against its manifest; raise :class:`IntegrityError` naming the first
+    file at fault, else return a report ``{release, dataset_version, format_version, files, rows, bytes,
+    splits}`` (``rows`` = rows of config ``impressions``, train + test).
+
+    Checks, in order: the manifest parses and its ``format_version`` is readable; no file under ``data/``
+    or ``world/`` is missing from the manifest (``rejects/`` is ignored: it is never published); every
+    listed file exists with the listed byte size and sha256; every ``data/`` file is a Parquet shard named
+    ``<split>-NNNNN-of-MMMMM.parquet`` with the listed row count and exactly the impressions schema, the
+    shards of each config/split are complete (0..M-1 of M); the rows per config/split equal
+    ``manifest.splits``; ``rows_in = rows written + rows_rejected``; train days precede
+    ``test_start_day`` and test days do not (from the Parquet statistics); ``README.md`` exists.
+    """
+    from genco_data.arrow import impressions_schema
+
+    rel = Release.open(path)
+    root, m = rel.root, rel.manifest
+    listed = {f.path: f for f in m.files}
+    if len(listed) != len(m.files):
+        raise IntegrityError(f"{root / MANIFEST_NAME}: a file is listed twice")
+    for top in (DATA_DIR, WORLD_DIR):
+        folder = root / top
+        if folder.is_dir():
+            for p in sorted(folder.rglob("*")):
+                if p.is_file() or p.is_symlink():
+                    name = p.relative_to(root).as_posix()
+                    if name not in listed:
+                        raise IntegrityError(f"{root}: extra file {name} (not in {MANIFEST_NAME})")
+    for f in m.files:
+        if not (f.path.startswith(DATA_DIR + "/") or f.path.startswith(WORLD_DIR + "/")):
+            raise IntegrityError(f"{root / MANIFEST_NAME}: lists {f.path}, which is outside {DATA_DIR}/ and {WORLD_DIR}/")
+        if not (root / f.path).is_file():
+            raise IntegrityError(f"{root}: missing file {f.path} (listed in {MANIFEST_NAME})")
+
+    schema = impressions_schema()
+    rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    shards: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    total_bytes = 0
+    for f in m.files:
+        p = root / f.path
+        size = p.stat().st_size
+        if size != f.bytes:
+            raise IntegrityError(f"{f.path}: {size} bytes, {MANIFEST_NAME} says {f.bytes}")
+        digest = sha256_file(p)
+        if digest != f.sha256:
+            raise IntegrityError(f"{f.path}: sha256 {digest[:12]}… differs from {MANIFEST_NAME} ({f.sha256[:12]}…)")
+        total_bytes += size
+        if not f.path.startswith(DATA_DIR + "/"):
+            continue
+        match = SHARD_RE.match(f.path)
+        if not match or match["config"] not in CONFIGS or match["split"] not in SPLITS:
+            raise IntegrityError(f"{f.path}: not a shard name data/<config>/<split>-NNNNN-of-MMMMM.parquet of a known config/split")
+        pf = _parquet(p, f.path)
+        if pf.metadata.num_rows != f.rows:
+            raise IntegrityError(f"{f.path}: {pf.metadata.num_rows} rows, {MANIFEST_NAME} says {f.rows}")
+        if not pf.schema_arrow.equals(schema):
+            raise IntegrityError(f"{f.path}: Parquet schema differs from the impressions schema v{FORMAT_MAJOR}")
+        config, split = match["config"], match["split"]
+        rows[config][split] += pf.metadata.num_rows
+        shards[(config, split)].append((int(match["index"]), int(match["count"])))
+        days = _day_range(pf)
+        if days is not None:
+            lo, hi = days
+            if split == "train" and hi >= m.test_start_day:
+                raise IntegrityError(f"{f.path}: train day {hi} is not before test_start_day {m.test_start_day}")
+            if split == "test" and lo < m.test_start_day:
+                raise IntegrityError(f"{f.path}: test day {lo} is before test_start_day {m.test_start_day}")
+    for (config, split), got in shards.items():
+        count = got[0][1]
+        if sorted(got) != [(i, count) for i in range(count)]:
+            raise IntegrityError(f"{DATA_DIR}/{config}: the {split} shards are not a complete 00000..{count - 1:05d} of {count:05d} set")
+    for config in CONFIGS:
+        for split in SPLITS:
+            want = m.splits.get(config, {}).get(split)
+            got_rows = rows.get(config, {}).get(split, 0)
+            if want is None or want != got_rows or (config, split) not in shards:
+                raise IntegrityError(
+                    f"{MANIFEST_NAME}: splits[{config}][{split}] = {want}, but its shards hold {got_rows} rows"
+                    + ("" if (config, split) in shards else " (no shard files)")
+                )
+    written = sum(m.splits[CONFIGS[0]].values())
+    if m.rows_in != written + m.rows_rejected:
+        raise IntegrityError(
+            f"{MANIFEST_NAME}: rows_in {m.rows_in} != rows written {written} + rows_rejected {m.rows_rejected}"
+        )
+    if not (root / CARD_NAME).is_file():
+        raise IntegrityError(f"{root}: missing {CARD_NAME} (render it with `genco card {root}`)")
+    return {
+        "release": str(root),
+        "dataset_version": m.dataset_version,
+        "format_version": m.format_version,
+        "files": len(m.files),
+        "rows": written,
+        "bytes": total_bytes,
+        "splits": {c: dict(s) for c, s in m.splits.items()},
+    }
+
+
 __all__ = [
+    "SHARD_RE",
+    "sha256_file",
+    "verify_release",
     "MANIFEST_NAME",
     "CARD_NAME",
     "DATA_DIR",
