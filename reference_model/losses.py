@@ -1,0 +1,114 @@
+"""GenCO's training objective (Eqs. 11-12, 20, 22-23), as pure functions of a :class:`GenCOOutput`.
+
+With y ∈ {0, 1} the click of row i, s_i the combination logit of the logged combination, p_ij the element
+logit of the shown element of component j (present components P_i only), π the per-component policy::
+
+    L_comb = mean_i  BCE(σ(s_i), y_i)                                            (Eq. 11)
+    L_ele  = mean_{i, j∈P_i} BCE(σ(p_ij), y_i)                                   (Eq. 12)
+    L_MIL  = L_comb + L_ele                                                      (Eq. 20)
+    L_RL   = mean_i [ −r_i Σ_{j∈P_i} log π(c_ij)                                 logged combinations
+                     − mean_k (r̂_ik − b_ik) Σ_j log π(c^(k)_ij) ]                 K draws c^(k) ~ π   (Eq. 22)
+    L      = L_MIL + λ · L_RL,   λ = 0.15                                        (Eq. 23)
+
+BCE is the full binary cross-entropy (the paper prints only the y·log σ term of Eq. 11-12; read as the usual
+cross-entropy). Logged reward r = 1 for a click, −0.1 otherwise (paper); no importance weight for the
+production policy (the paper uses none). Predicted reward of a draw (ours; the paper says "observed or
+predicted rewards"): the expected reward under the detached combination CTR, r̂ = σ(s)·1 + (1 − σ(s))·(−0.1),
+with the leave-one-out baseline b_ik = mean_{k'≠k} r̂_ik' (RLOO; b = 0 when K = 1). Means are over rows
+(and present components for L_ele) instead of the paper's sums, so λ and the learning rate do not scale
+with the batch size.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from reference_model.model import BatchLike, GenCO, GenCOConfig, GenCOOutput
+
+__all__ = [
+    "LossBreakdown",
+    "comb_loss",
+    "ele_loss",
+    "logged_policy_gradient",
+    "sampled_policy_gradient",
+    "genco_loss",
+    "train_step",
+]
+
+
+class LossBreakdown(NamedTuple):
+    total: Tensor  # scalar, with gradient: what to backpropagate
+    comb: Tensor  # scalar L_comb (detached)
+    ele: Tensor  # scalar L_ele (detached)
+    rl: Tensor  # scalar L_RL (detached; 0 when RL is off)
+
+    def as_floats(self) -> dict[str, float]:
+        return {k: float(v.detach()) for k, v in self._asdict().items()}
+
+
+def comb_loss(s: Tensor, click: Tensor) -> Tensor:
+    """L_comb = mean_i BCE(σ(s_i), y_i). s (B,) logits, click (B,) in {0, 1}."""
+    return F.binary_cross_entropy_with_logits(s, click.to(s.dtype))
+
+
+def ele_loss(p_exposed: Tensor, present: Tensor, click: Tensor) -> Tensor:
+    """L_ele = mean over present (i, j) of BCE(σ(p_ij), y_i): every shown element inherits the row's click.
+    p_exposed (B, 6) logits, present bool (B, 6), click (B,)."""
+    y = click.to(p_exposed.dtype)[:, None].expand_as(p_exposed)
+    per = F.binary_cross_entropy_with_logits(p_exposed, y, reduction="none")  # (B, 6)
+    m = present.to(per.dtype)
+    return (per * m).sum() / m.sum().clamp(min=1.0)
+
+
+def logged_policy_gradient(logp_exposed: Tensor, click: Tensor, reward_click: float, reward_no_click: float) -> Tensor:
+    """REINFORCE on the logged combinations: mean_i −r_i Σ_j log π(c_ij), r = reward_click if y else reward_no_click.
+    logp_exposed (B, 6) (0 for absent components), click (B,)."""
+    r = torch.where(click > 0.5, reward_click, reward_no_click).to(logp_exposed.dtype)  # (B,)
+    return -(r * logp_exposed.sum(-1)).mean()
+
+
+def sampled_policy_gradient(logp_sampled: Tensor, s_sampled: Tensor, reward_click: float, reward_no_click: float) -> Tensor:
+    """REINFORCE on K draws per row, rewarded by the combination head: mean_i mean_k −(r̂_ik − b_ik) log π(c^(k)_i),
+    r̂ = σ(s)·reward_click + (1 − σ(s))·reward_no_click (s detached), b = leave-one-out mean of r̂ over the
+    row's other draws (0 when K = 1). logp_sampled, s_sampled (B, K)."""
+    ctr = torch.sigmoid(s_sampled.detach())
+    r = ctr * reward_click + (1.0 - ctr) * reward_no_click  # (B, K)
+    K = r.shape[1]
+    baseline = (r.sum(1, keepdim=True) - r) / (K - 1) if K > 1 else torch.zeros_like(r)
+    return -((r - baseline) * logp_sampled).mean()
+
+
+def genco_loss(out: GenCOOutput, batch: BatchLike, config: GenCOConfig) -> LossBreakdown:
+    """L = [L_comb] + [L_ele] + λ·[L_RL], each term switched by ``config`` (comb_loss, ele_loss, use_rl)."""
+    click = batch.click
+    zero = out.s.new_zeros(())
+    lc = comb_loss(out.s, click) if config.comb_loss else zero
+    le = ele_loss(out.p_exposed, out.present, click) if config.ele_loss else zero
+    lrl = zero
+    if config.use_rl:
+        lrl = logged_policy_gradient(out.logp_exposed, click, config.reward_click, config.reward_no_click)
+        if out.logp_sampled is not None:
+            lrl = lrl + sampled_policy_gradient(out.logp_sampled, out.s_sampled, config.reward_click, config.reward_no_click)
+    total = lc + le + config.rl_lambda * lrl
+    return LossBreakdown(total, lc.detach(), le.detach(), lrl.detach())
+
+
+def train_step(
+    model: GenCO,
+    batch: BatchLike,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator | None = None,
+) -> LossBreakdown:
+    """One optimisation step: forward (with the policy-gradient draws from ``generator``), L, backward, step.
+    ``model`` may be a DDP wrapper of a :class:`GenCO` (its config is read from ``.module`` then)."""
+    core = getattr(model, "module", model)
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    out = model(batch, generator=generator)
+    losses = genco_loss(out, batch, core.config)
+    losses.total.backward()
+    optimizer.step()
+    return losses
