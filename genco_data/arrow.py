@@ -13,7 +13,7 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from genco_data.components import CLICK_NAMES
-from genco_data.records import FORMAT_MAJOR, ImpressionRow, Manifest, PredictionRow
+from genco_data.records import FORMAT_MAJOR, ImpressionRow, Manifest, PredictionRow, Submission
 
 _PA_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -87,6 +87,7 @@ def schema_documents() -> dict[str, str]:
         "impression.schema.json": json.dumps(json_schema_of(ImpressionRow), indent=2, sort_keys=True) + "\n",
         "predictions.schema.json": json.dumps(json_schema_of(PredictionRow), indent=2, sort_keys=True) + "\n",
         "manifest.schema.json": json.dumps(json_schema_of(Manifest), indent=2, sort_keys=True) + "\n",
+        "submission.schema.json": json.dumps(json_schema_of(Submission), indent=2, sort_keys=True) + "\n",
         "impressions.arrow.txt": impressions_schema().to_string(show_schema_metadata=False) + "\n",
         "predictions.arrow.txt": predictions_schema().to_string(show_schema_metadata=False) + "\n",
         "impressions.features.yaml": _features_yaml(features),

@@ -205,6 +205,96 @@ class Manifest(_Strict):
         return v
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Leaderboard submissions and verified entries.
+# ---------------------------------------------------------------------------------------------
+class SeedPredictions(_Strict):
+    """One predictions file of a submission: the seed that produced it and its sha256."""
+
+    seed: int
+    path: str = Field(min_length=1, description="path of the predictions Parquet, relative to the submission JSON")
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not _SHA256.match(v):
+            raise ValueError(f"not a lowercase hex sha256: {v!r}")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        if v.startswith("/") or ".." in v.replace("\\", "/").split("/"):
+            raise ValueError(f"path must be relative and inside the submission folder: {v!r}")
+        return v
+
+
+class Submission(_Strict):
+    """A leaderboard submission (``submission.json``), as a pull request adds it. See LEADERBOARD_RULES.md."""
+
+    method: str = Field(min_length=1, max_length=80)
+    authors: list[str] = Field(min_length=1)
+    contact: str = Field(min_length=3)
+    code_url: str = Field(min_length=1)
+    command: str = Field(min_length=1, description="the exact command that produced the predictions")
+    paper_url: Optional[str] = None
+    dataset: str = Field(min_length=1, description="Hub repo id or path of the release")
+    dataset_version: str
+    manifest_sha256: str
+    genco_data_version: str
+    predictions: list[SeedPredictions] = Field(min_length=1)
+    n_parameters: int = Field(ge=0)
+    hardware: str = Field(min_length=1)
+    external_data: bool
+    used_test_labels: bool = Field(description="test labels used for anything but evaluation; must be false")
+    deterministic: bool = Field(
+        default=False,
+        description="the method ignores the seed, so identical predictions across seeds are expected (else refused)",
+    )
+    notes: str = ""
+    reported: dict[str, float] = Field(
+        default_factory=dict,
+        description="optional self-reported metric means over seeds (keys as in the verified entry's `mean`)",
+    )
+
+    @field_validator("dataset_version")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        if not _SEMVER.match(v):
+            raise ValueError(f"dataset_version must be semver X.Y.Z, got {v!r}")
+        return v
+
+    @field_validator("manifest_sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not _SHA256.match(v):
+            raise ValueError(f"not a lowercase hex sha256: {v!r}")
+        return v
+
+
+class MetricSummary(_Strict):
+    mean: float
+    std: float
+    per_seed: list[float]
+
+
+class LeaderboardEntry(_Strict):
+    """A verified entry under ``cards/leaderboard/``: the submission plus metrics recomputed from its files."""
+
+    submission: Submission
+    verified_by: str = Field(description="genco-data version that recomputed the metrics")
+    seeds: list[int]
+    metrics: dict[str, MetricSummary] = Field(description="metric name -> mean, std and per-seed values")
+    per_seed: list[dict[str, Any]] = Field(description="full evaluator output per seed (CIs included)")
+    synthetic: bool
+    regenerate: Optional[str] = Field(default=None, description="how to regenerate predictions not kept in the repo")
+
+    @property
+    def method(self) -> str:
+        return self.submission.method
+
 __all__ = [
     "FORMAT_VERSION",
     "FORMAT_MAJOR",
@@ -219,4 +309,8 @@ __all__ = [
     "InputFile",
     "Source",
     "Manifest",
+    "SeedPredictions",
+    "Submission",
+    "MetricSummary",
+    "LeaderboardEntry",
 ]

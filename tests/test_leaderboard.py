@@ -1,0 +1,241 @@
+"""Leaderboard: submissions verified by recomputation; every refusal of issue #6 has a test."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from genco_data import __version__
+from genco_data import leaderboard as lb
+from genco_data.arrow import predictions_schema
+from genco_data.build import BuildConfig, build_release
+from genco_data.cli import main
+from genco_data.components import COMPONENTS, candidates_col, choice_col, exposed_col
+from genco_data.errors import SubmissionError
+from genco_data.release import Release
+from genco_data.synth import SynthConfig, simulate
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lb")
+    simulate(SynthConfig(train_rows=3000, test_rows=2000, seed=3), root / "raw", progress=False)
+    out = root / "release"
+    build_release(BuildConfig(sources=[root / "raw"], out=out, version="1.0.0"), progress=False)
+    return out
+
+
+def _test_table(release: Path) -> pa.Table:
+    files = Release.open(release).data_files("impressions", "test")
+    cols = ["impression_id"] + [candidates_col(c) for c in COMPONENTS] + [exposed_col(c) for c in COMPONENTS]
+    return pa.concat_tables(pq.read_table(f, columns=cols) for f in files)
+
+
+def _write_predictions(release: Path, path: Path, seed: int, policy: str = "random") -> Path:
+    """A policy's choices as a predictions file (vectorized): uniform-random or 'first element'."""
+    table = _test_table(release)
+    rng = np.random.default_rng(seed)
+    cols = {"impression_id": table["impression_id"]}
+    for c in COMPONENTS:
+        n = pc.list_value_length(table[candidates_col(c)]).to_numpy(zero_copy_only=False).astype(np.int64)
+        pick = np.floor(rng.random(len(n)) * np.maximum(n, 1)).astype(np.int16) if policy == "random" else np.zeros(len(n), np.int16)
+        cols[choice_col(c)] = pa.array(pick, pa.int16(), mask=n == 0)
+    pq.write_table(pa.table(cols, schema=predictions_schema(with_scores=False)), path)
+    return path
+
+
+def _submission(release: Path, folder: Path, seeds=(0, 1, 2, 3, 4), policy="random", **over) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    preds = []
+    for s in seeds:
+        p = _write_predictions(release, folder / f"seed{s}.parquet", s, policy)
+        preds.append({"seed": s, "path": p.name, "sha256": lb.sha256_file(p)})
+    rel = Release.open(release)
+    sub = {
+        "method": f"Test {policy}",
+        "authors": ["A. Tester"],
+        "contact": "tester@example.org",
+        "code_url": "https://example.org/code",
+        "command": "python make_predictions.py",
+        "dataset": str(release),
+        "dataset_version": rel.manifest.dataset_version,
+        "manifest_sha256": lb.sha256_file(release / "manifest.json"),
+        "genco_data_version": __version__,
+        "predictions": preds,
+        "n_parameters": 0,
+        "hardware": "2 CPU cores",
+        "external_data": False,
+        "used_test_labels": False,
+    }
+    sub.update(over)
+    path = folder / "submission.json"
+    path.write_text(json.dumps(sub, indent=2))
+    return path
+
+
+def test_verify_recomputes_and_writes_an_entry(release, tmp_path):
+    sub = _submission(release, tmp_path / "random")
+    entry = lb.verify_submission(sub, release, entries_dir=tmp_path / "entries")
+    assert entry.seeds == [0, 1, 2, 3, 4] and entry.synthetic
+    m = entry.metrics
+    assert {"mean_component_lift", "combination_lift", "true_ctr", "headroom_captured"} <= set(m)
+    # recomputed per seed from the files: five different random policies give five different estimates
+    assert len(set(m["title_calibrated_sctr"].per_seed)) == 5
+    assert m["title_lift"].std > 0
+    written = json.loads((tmp_path / "entries" / "test-random--v1.0.0.json").read_text())
+    assert written["metrics"]["true_ctr"]["mean"] == pytest.approx(m["true_ctr"].mean)
+    # a uniform-random policy captures about none of the headroom
+    assert abs(m["headroom_captured"].mean) < 0.5
+
+
+def test_self_reported_numbers_must_agree(release, tmp_path):
+    good = lb.verify_submission(_submission(release, tmp_path / "a"), release)
+    mean = good.metrics["title_lift"].mean
+    ok = _submission(release, tmp_path / "b", reported={"title_lift": mean + 1e-5})
+    lb.verify_submission(ok, release)
+    bad = _submission(release, tmp_path / "c", reported={"title_lift": mean + 0.05})
+    with pytest.raises(SubmissionError, match=r"reported title_lift = .* recomputed mean is .* \(difference \+0\.05"):
+        lb.verify_submission(bad, release)
+    unknown = _submission(release, tmp_path / "d", reported={"accuracy": 0.9})
+    with pytest.raises(SubmissionError, match="'accuracy' is not one the evaluator computes"):
+        lb.verify_submission(unknown, release)
+
+
+def _mutate(path: Path, **over) -> Path:
+    doc = json.loads(path.read_text())
+    doc.update(over)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _overwrite(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def good_submission(release, tmp_path) -> Path:
+    return _submission(release, tmp_path / "sub")
+
+
+def _preds(sub: Path) -> list[dict]:
+    return json.loads(sub.read_text())["predictions"]
+
+
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda s: _mutate(s, dataset_version="9.9.9"), "dataset_version 9.9.9 but the release"),
+        (lambda s: _mutate(s, manifest_sha256="0" * 64), "manifest_sha256 0+ does not match"),
+        (lambda s: _mutate(s, predictions=_preds(s)[:3]), "3 seeds given, at least 5"),
+        (lambda s: _mutate(s, predictions=_preds(s) + [dict(_preds(s)[0])]), "seed 0 is listed twice"),
+        (lambda s: _mutate(s, predictions=_preds(s)[:4] + [dict(_preds(s)[0], seed=9)]), "same predictions file .* for two seeds"),
+        (lambda s: _mutate(s, predictions=[dict(p, sha256="a" * 64) if p["seed"] == 2 else p for p in _preds(s)]), "seed 2: .* sha256 is"),
+        (lambda s: _mutate(s, used_test_labels=True), "used_test_labels is true"),
+        (lambda s: _mutate(s, predictions=[dict(p, path="../escape.parquet") if p["seed"] == 1 else p for p in _preds(s)]), "relative and inside"),
+        (lambda s: _mutate(s, predictions=[dict(p, path="gone.parquet") if p["seed"] == 1 else p for p in _preds(s)]), "seed 1: predictions file .* does not exist"),
+        (lambda s: _mutate(s, n_parameters=-1), "n_parameters"),
+        (lambda s: _overwrite(s, b"{not json"), "not a UTF-8 JSON document"),
+        (lambda s: _overwrite(s, b"\xff\xfe" * 10), "not a UTF-8 JSON document"),
+        (lambda s: _overwrite(s, b" " * (lb.MAX_SUBMISSION_BYTES + 1)), "over the .*-byte limit for a submission JSON"),
+    ],
+)
+def test_broken_submissions_are_refused_with_one_line(good_submission, release, tmp_path, break_it, message, capsys):
+    sub = break_it(good_submission)
+    with pytest.raises(SubmissionError, match=message):
+        lb.verify_submission(sub, release, entries_dir=tmp_path / "entries")
+    assert not (tmp_path / "entries").exists(), "a refused submission must write nothing"
+    code = main(["leaderboard", "verify", str(sub), "--data", str(release), "--entries", str(tmp_path / "entries")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def _replace_seed_file(sub: Path, seed: int, payload: bytes) -> Path:
+    doc = json.loads(sub.read_text())
+    target = sub.parent / f"seed{seed}.parquet"
+    target.write_bytes(payload)
+    for p in doc["predictions"]:
+        if p["seed"] == seed:
+            p["sha256"] = lb.sha256_file(target)
+    sub.write_text(json.dumps(doc))
+    return sub
+
+
+def test_a_pickle_is_refused_unread(good_submission, release, monkeypatch):
+    import pickle as _p  # only to *write* a hostile file; the package never imports pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (pytest.fail, ("unpickled!",))
+
+    sub = _replace_seed_file(good_submission, 3, _p.dumps(Boom()))
+    with pytest.raises(SubmissionError, match="seed 3: .* is a pickle .* refused unread"):
+        lb.verify_submission(sub, release)
+
+
+def test_not_parquet_and_oversized_files_are_refused(good_submission, release, monkeypatch):
+    sub = _replace_seed_file(good_submission, 4, b"impression_id,title_choice\nx,1\n")
+    with pytest.raises(SubmissionError, match="seed 4: .* not a Parquet file"):
+        lb.verify_submission(sub, release)
+    monkeypatch.setattr(lb, "MAX_PREDICTIONS_BYTES", 100)
+    fresh = _write_predictions(release, good_submission.parent / "fresh.parquet", 4)
+    sub = _replace_seed_file(good_submission, 4, fresh.read_bytes())
+    with pytest.raises(SubmissionError, match="over the 100-byte limit"):
+        lb.verify_submission(sub, release)
+
+
+def test_broken_predictions_are_refused_by_the_evaluator(good_submission, release, tmp_path):
+    table = pq.read_table(good_submission.parent / "seed0.parquet")
+    # a missing impression, a duplicate id, NaN scores
+    cases = {
+        "missing": table.slice(1),
+        "duplicate": pa.concat_tables([table, table.slice(0, 1)]),
+    }
+    scores = pa.array([[float("nan")] * len(x) if x else None for x in _test_table(release)[candidates_col("title")].to_pylist()],
+                      pa.list_(pa.float32()))
+    cases["nan_scores"] = table.append_column("title_scores", scores)
+    for name, bad in cases.items():
+        folder = tmp_path / name
+        shutil.copytree(good_submission.parent, folder)
+        buf = pa.BufferOutputStream()
+        pq.write_table(bad, buf)
+        sub = _replace_seed_file(folder / "submission.json", 0, buf.getvalue().to_pybytes())
+        with pytest.raises(Exception) as info:
+            lb.verify_submission(sub, release)
+        assert "\n" not in str(info.value), name
+        assert {"missing": "missing", "duplicate": "duplicate", "nan_scores": "finite"}[name] in str(info.value).lower(), str(info.value)
+
+
+def test_render_is_deterministic_and_ranked(release, tmp_path):
+    entries = tmp_path / "entries"
+    lb.verify_submission(_submission(release, tmp_path / "r"), release, entries_dir=entries)
+    with pytest.raises(SubmissionError, match="same predictions file"):
+        lb.verify_submission(_submission(release, tmp_path / "f0", policy="first"), release)
+    lb.verify_submission(_submission(release, tmp_path / "f", policy="first", deterministic=True), release, entries_dir=entries)
+    out1 = lb.render_leaderboard(entries, tmp_path / "A.md").read_bytes()
+    out2 = lb.render_leaderboard(entries, tmp_path / "B.md").read_bytes()
+    assert out1 == out2
+    text = out1.decode()
+    assert "## Dataset version 1.0.0" in text and "Test random" in text and "Test first" in text
+    rows = [l for l in text.splitlines() if l.startswith("| 1 |") or l.startswith("| 2 |")]
+    assert len(rows) == 2
+    loaded = {e.method: e.metrics[lb.RANK_METRIC].mean for e in lb.load_entries(entries)}
+    best = max(loaded, key=loaded.get)
+    assert rows[0].split("|")[2].strip() == best
+    assert main(["leaderboard", "render", "--entries", str(entries), "--out", str(tmp_path / "C.md")]) == 0
+    assert (tmp_path / "C.md").read_bytes() == out1
+
+
+def test_committed_board_matches_committed_entries():
+    root = Path(__file__).resolve().parents[1]
+    entries = root / "cards" / "leaderboard"
+    board = root / "cards" / "LEADERBOARD.md"
+    if not any(entries.glob("*.json")):
+        pytest.skip("no reference entries committed yet")
+    assert board.read_text(encoding="utf-8") == lb.render_board(lb.load_entries(entries)), "run `genco leaderboard render`"
