@@ -117,17 +117,27 @@ def _leaderboard(args):
 
 @_verb("card")
 def _card(args):
-    from genco_data.card import render_card
+    from genco_data.card import FIGURES, FIGURES_DIR, CardOptions, render_card, write_default_card
 
-    path = render_card(Path(args.release))
-    _emit(args, {"written": str(path)}, f"wrote {path}")
+    if args.default:
+        if args.release or args.repo or args.changelog or args.license:
+            raise GencoError("--default renders the embedded default release; give no RELEASE, --repo, --changelog or --license")
+        paths = write_default_card(Path(args.root), progress=not args.quiet)
+        _emit(args, {"written": [str(p) for p in paths]}, "wrote " + ", ".join(str(p) for p in paths))
+        return
+    if not args.release:
+        raise GencoError("a RELEASE folder is required (or --default)")
+    options = CardOptions(repo_id=args.repo, changelog=Path(args.changelog) if args.changelog else None, license=args.license)
+    path = render_card(Path(args.release), options)
+    figures = [str(Path(args.release) / FIGURES_DIR / f) for f in FIGURES]
+    _emit(args, {"written": str(path), "figures": figures}, f"wrote {path} and {len(figures)} figures in {Path(args.release) / FIGURES_DIR}")
 
 
 @_verb("publish")
 def _publish(args):
     from genco_data.hub import publish
 
-    plan = publish(Path(args.release), args.repo, tag=args.tag, private=args.private, dry_run=args.dry_run)
+    plan = publish(Path(args.release), args.repo, tag=args.tag, private=args.private, dry_run=args.dry_run, progress=not args.quiet)
     _emit(args, plan.to_dict(), plan.describe())
 
 
@@ -135,8 +145,8 @@ def _publish(args):
 def _pull(args):
     from genco_data.hub import pull
 
-    report = pull(args.repo, revision=args.revision, out=Path(args.out))
-    _emit(args, report, f"pulled {args.repo}@{args.revision} into {args.out}; {report['files']} files verified")
+    report = pull(args.repo, revision=args.revision, out=Path(args.out), progress=not args.quiet)
+    _emit(args, report, f"pulled {args.repo}@{args.revision} into {args.out}: {report['files']} files, {report['rows']:,} rows verified")
 
 
 def _reference(verb: str):
@@ -213,20 +223,27 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("--json", action="store_true")
         x.add_argument("--quiet", action="store_true")
 
-    sp = verb("card", "render a release's README.md (dataset card) and figures")
-    sp.add_argument("release")
+    sp = verb("card", "render a release's README.md (dataset card) and figures/")
+    sp.add_argument("release", nargs="?", help="release folder")
+    sp.add_argument("--repo", default=None, help="Hub id ORG/NAME shown in the card's loading snippets (default: a placeholder)")
+    sp.add_argument("--changelog", default=None, help="Markdown file with one '## X.Y.Z — title' section per version "
+                    "(default: the package's for genco_data.synth releases, else a stub)")
+    sp.add_argument("--license", default=None, help="Hub license id (default: cc-by-4.0 for synthetic releases, unknown for raw)")
+    sp.add_argument("--default", action="store_true", help="build the embedded default release in a temporary folder and "
+                    "write DATASET_CARD.md and cards/figures/ under --root")
+    sp.add_argument("--root", default=".", help="repository root for --default (default: .)")
 
-    sp = verb("publish", "upload a verified release to the Hugging Face Hub and tag it")
+    sp = verb("publish", "verify a release, upload it to a Hugging Face dataset repo and tag it (credentials: HF_TOKEN or `hf auth login`)")
     sp.add_argument("release")
-    sp.add_argument("--repo", required=True, help="ORG/NAME dataset repo")
-    sp.add_argument("--tag", default=None, help="tag to create (default v<dataset_version>)")
-    sp.add_argument("--private", action="store_true")
-    sp.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
+    sp.add_argument("--repo", required=True, help="ORG/NAME dataset repo (created if missing)")
+    sp.add_argument("--tag", default=None, help="tag to create (default v<dataset_version>; tags are immutable)")
+    sp.add_argument("--private", action="store_true", help="create the repo private (when it does not exist yet)")
+    sp.add_argument("--dry-run", action="store_true", help="print the exact plan (files, sizes, sha256, tag); touch nothing")
 
-    sp = verb("pull", "download a tagged version from the Hub and verify every checksum")
-    sp.add_argument("repo")
-    sp.add_argument("--revision", required=True)
-    sp.add_argument("--out", required=True)
+    sp = verb("pull", "download a version from the Hub and verify every file against its manifest")
+    sp.add_argument("repo", help="ORG/NAME dataset repo")
+    sp.add_argument("--revision", required=True, help="version tag, e.g. v1.0.0")
+    sp.add_argument("--out", required=True, help="new or empty folder (or an earlier pull, to resume)")
 
     try:
         entry = importlib.import_module("reference_model.entry")
