@@ -397,13 +397,14 @@ def test_redaction_of_token_like_text(monkeypatch):
 
 
 def _walkthrough_commands() -> list[str]:
-    text = (ROOT / "docs" / "PUBLISHING.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = readme.split("\n## Publishing a version\n", 1)[1].split("\n## ", 1)[0]  # just that section
     blocks = re.findall(r"^```bash\n(.*?)^```", text, re.M | re.S)
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("genco ")]
 
 
 def test_the_publishing_walkthrough_runs_as_written(tmp_path, cli_hub, monkeypatch, capsys):
-    """docs/PUBLISHING.md, every `genco …` line of its ```bash blocks, in order, against the stand-in."""
+    """README.md's "Publishing a version", every `genco …` line of its ```bash blocks, in order, against the stand-in."""
     commands = _walkthrough_commands()
     verbs = [shlex.split(c)[1] for c in commands]
     assert verbs == ["synth", "build", "verify", "card", "publish", "publish", "pull", "verify"], verbs
