@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from genco_data.components import (
     CLICK_NAMES,
@@ -144,20 +144,32 @@ _SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def _check_sha256(v: str) -> str:
+    if not _SHA256.match(v):
+        raise ValueError(f"not a lowercase hex sha256: {v!r}")
+    return v
+
+
+def _check_semver(v: str) -> str:
+    if not _SEMVER.match(v):
+        raise ValueError(f"dataset_version must be semver X.Y.Z, got {v!r}")
+    return v
+
+
+#: A lowercase hex sha256 digest.
+Sha256 = Annotated[str, AfterValidator(_check_sha256)]
+#: A dataset version, semver ``X.Y.Z``.
+SemVer = Annotated[str, AfterValidator(_check_semver)]
+
+
 class FileEntry(_Strict):
     """One file of a release, relative to the release root (posix separators)."""
 
     path: str
     rows: Optional[int] = Field(default=None, ge=0, description="rows for Parquet files, null otherwise")
     bytes: int = Field(ge=0)
-    sha256: str
+    sha256: Sha256
 
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, v: str) -> str:
-        if not _SHA256.match(v):
-            raise ValueError(f"not a lowercase hex sha256: {v!r}")
-        return v
 
     @field_validator("path")
     @classmethod
@@ -170,7 +182,7 @@ class FileEntry(_Strict):
 class InputFile(_Strict):
     path: str
     bytes: int = Field(ge=0)
-    sha256: str
+    sha256: Sha256
 
 
 class Source(_Strict):
@@ -186,7 +198,7 @@ class Source(_Strict):
 class Manifest(_Strict):
     """``<release>/manifest.json``."""
 
-    dataset_version: str
+    dataset_version: SemVer
     format_version: str = FORMAT_VERSION
     created_by: str = Field(description="genco-data version that built the release")
     source: Source
@@ -197,12 +209,6 @@ class Manifest(_Strict):
     files: list[FileEntry]
     stats: dict[str, Any] = Field(default_factory=dict, description="Table-1 statistics of the train split")
 
-    @field_validator("dataset_version")
-    @classmethod
-    def _semver(cls, v: str) -> str:
-        if not _SEMVER.match(v):
-            raise ValueError(f"dataset_version must be semver X.Y.Z, got {v!r}")
-        return v
 
 
 
@@ -214,14 +220,8 @@ class SeedPredictions(_Strict):
 
     seed: int
     path: str = Field(min_length=1, description="path of the predictions Parquet, relative to the submission JSON")
-    sha256: str
+    sha256: Sha256
 
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, v: str) -> str:
-        if not _SHA256.match(v):
-            raise ValueError(f"not a lowercase hex sha256: {v!r}")
-        return v
 
     @field_validator("path")
     @classmethod
@@ -241,8 +241,8 @@ class Submission(_Strict):
     command: str = Field(min_length=1, description="the exact command that produced the predictions")
     paper_url: Optional[str] = None
     dataset: str = Field(min_length=1, description="Hub repo id or path of the release")
-    dataset_version: str
-    manifest_sha256: str
+    dataset_version: SemVer
+    manifest_sha256: Sha256
     genco_data_version: str
     predictions: list[SeedPredictions] = Field(min_length=1)
     n_parameters: int = Field(ge=0)
@@ -259,19 +259,7 @@ class Submission(_Strict):
         description="optional self-reported metric means over seeds (keys as in the verified entry's `mean`)",
     )
 
-    @field_validator("dataset_version")
-    @classmethod
-    def _semver(cls, v: str) -> str:
-        if not _SEMVER.match(v):
-            raise ValueError(f"dataset_version must be semver X.Y.Z, got {v!r}")
-        return v
 
-    @field_validator("manifest_sha256")
-    @classmethod
-    def _hex(cls, v: str) -> str:
-        if not _SHA256.match(v):
-            raise ValueError(f"not a lowercase hex sha256: {v!r}")
-        return v
 
 
 class MetricSummary(_Strict):
