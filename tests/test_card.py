@@ -23,7 +23,7 @@ from genco_data.release import Release, verify_release
 
 ROOT = Path(__file__).resolve().parents[1]
 TSD = START + dt.timedelta(days=4)
-REGENERATE = "regenerate with `genco card --default` from the repository root (see README.md, "Publishing a version")"
+REGENERATE = "regenerate with `genco card --default` from the repository root (see the README, Publishing a version)"
 
 
 def _build(src: Path, out: Path, version: str = "1.2.3") -> Path:
