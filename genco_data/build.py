@@ -18,7 +18,8 @@ Decisions (each one is a contract the tests hold):
   are themselves releases (hold a ``manifest.json``) are skipped, other suffixes are ignored. Input order
   (sources as given, files sorted within a folder, rows in file order) decides which of two rows with the
   same ``impression_id`` is kept (the first).
-* **File-level errors** (unreadable / empty file, missing or unknown columns, unconvertible types, a CSV
+* **File-level errors** (unreadable / empty file, a file above ``max_file_bytes`` — checked before
+  anything is read —, missing or unknown columns, unconvertible types, text that is not UTF-8, a CSV
   cell spanning lines) stop the build with one line naming the file; **row-level** errors send the row to
   ``rejects/``, as the reader produced it: Parquet rows keep the file's own columns and types, CSV rows
   every cell as the text in the file, JSONL rows the values parsed with the schema's JSON types (ints as
@@ -42,7 +43,10 @@ Decisions (each one is a contract the tests hold):
   sizes (at least one row each when both are non-empty), kept in split order.
 * **Atomic.** Everything is written into ``.<out name>.tmp-<pid>`` beside ``out`` and renamed onto ``out``
   only when complete; on any failure the temporary folder is removed. Temporary folders left by killed
-  builds (their pid no longer runs) are removed by the next build of the same ``out``.
+  builds (their pid no longer runs) are removed by the next build of the same ``out``. Replacing a
+  release (``overwrite``) takes two renames (``out`` -> ``.<out name>.old-<pid>``, then the new one onto
+  ``out``); a build killed between them leaves the previous release in ``.old-<pid>``, and the next build
+  of the same ``out`` puts it back before anything else.
 * **Invariant.** ``rows_in = rows written + rows rejected``; the build fails when
   ``rows_rejected / rows_in > max_reject_rate``, there are no input rows, or a split would be empty.
 * **Manifest.** ``files`` lists every file under ``data/`` and ``world/`` (path, rows for Parquet, bytes,
@@ -95,6 +99,9 @@ FORMATS: dict[str, str] = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "j
 #: Contract bounds (DESIGN.md): row groups <= 100 MB uncompressed, shards <= 500 MB.
 ROW_GROUP_MAX_BYTES = 100_000_000
 SHARD_MAX_BYTES = 500_000_000
+#: Default largest raw input file (checked before it is opened): 64 GiB, ~100 M rows of Parquet or ~60 M of
+#: CSV; the builder streams, so this bounds disk and time, not memory. Split bigger exports into parts.
+MAX_FILE_BYTES = 64 << 30
 WORLD_JSON = "world.json"
 SPILL_DIR = ".spill"
 _SEMVER_HELP = "semver X.Y.Z, e.g. 1.0.0"
@@ -121,7 +128,8 @@ class BuildConfig:
     sample_rows: int = 10_000  # rows of the `sample` config, train + test (>= 2: each split gets one)
     seed: int = 0  # seed of the sample
     batch_rows: int = 65_536  # rows per batch read from Parquet
-    block_bytes: int = 16 << 20  # bytes per block read from CSV / JSONL
+    block_bytes: int = 16 << 20  # bytes per block read from CSV / JSONL (a JSONL line must fit in one)
+    max_file_bytes: int = MAX_FILE_BYTES  # refuse any input file larger than this, before reading it
     ordering: Literal["auto", "spill"] = "auto"  # "spill": always sort through the spill file
 
     def __post_init__(self) -> None:
@@ -146,7 +154,7 @@ class BuildConfig:
             raise TypeError(f"test_start_day must be a datetime.date, got {type(self.test_start_day).__name__}")
         if not (isinstance(self.max_reject_rate, (int, float)) and 0.0 <= self.max_reject_rate <= 1.0):
             raise InvalidInputError(f"max_reject_rate must be in [0, 1], got {self.max_reject_rate!r}")
-        for name in ("rows_per_shard", "row_group_rows", "row_group_max_bytes", "shard_max_bytes", "batch_rows", "block_bytes"):
+        for name in ("rows_per_shard", "row_group_rows", "row_group_max_bytes", "shard_max_bytes", "batch_rows", "block_bytes", "max_file_bytes"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InvalidInputError(f"{name} must be a positive integer, got {v!r}")
@@ -292,6 +300,12 @@ def _plan(cfg: BuildConfig) -> _Plan:
     for inp in inputs:
         if out == inp.path.resolve() or out in inp.path.resolve().parents:
             raise BuildError(f"{inp.path}: input lies inside the output folder {cfg.out}")
+        size = inp.path.stat().st_size
+        if size > cfg.max_file_bytes:
+            raise InvalidInputError(
+                f"{inp.name}: {size:,} bytes is over the {cfg.max_file_bytes:,}-byte limit for one input file "
+                "(BuildConfig.max_file_bytes); split it into parts or raise the limit"
+            )
     return _Plan(inputs, world, world_json, tsd)
 
 
@@ -324,19 +338,31 @@ def _read_parquet(inp: _Input, cfg: BuildConfig) -> Iterator[pa.RecordBatch]:
     yield from pf.iter_batches(batch_size=cfg.batch_rows)
 
 
-def _first_json_line(path: Path) -> dict | None:
-    with open(path, "rb") as fh:
-        for line in fh:
+def _first_json_line(inp: _Input, limit: int) -> dict | None:
+    """The first non-blank line as a JSON object (for its keys); reads at most ``limit`` bytes per line, so a
+    file without line breaks is refused instead of read whole."""
+    with open(inp.path, "rb") as fh:
+        k = 0
+        while True:
+            line = fh.readline(limit + 1)
+            if not line:
+                return None
+            k += 1
+            if len(line) > limit and not line.endswith(b"\n"):
+                raise InvalidInputError(f"{inp.name}: line {k} is longer than {limit:,} bytes (block_bytes); one JSON object per line")
             if line.strip():
-                obj = json.loads(line)
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InvalidInputError(f"{inp.name}: line {k} is not valid UTF-8 ({exc.reason} at byte {exc.start}); the file must be UTF-8 encoded") from None
+                obj = json.loads(text)
                 if not isinstance(obj, dict):
-                    raise InvalidInputError(f"{path.name}: line 1 is not a JSON object")
+                    raise InvalidInputError(f"{inp.name}: line {k} is not a JSON object")
                 return obj
-    return None
 
 
 def _read_jsonl(inp: _Input, cfg: BuildConfig) -> Iterator[pa.RecordBatch]:
-    first = _first_json_line(inp.path)
+    first = _first_json_line(inp, cfg.block_bytes)
     if first is None:
         return
     # names only (types are checked by the explicit schema below)
@@ -685,22 +711,42 @@ def _tmp_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.tmp-{os.getpid()}"
 
 
-def _remove_stale(out: Path) -> None:
-    """Remove ``.<name>.tmp-<pid>`` folders of builds of ``out`` whose process no longer runs."""
-    for p in out.parent.glob(f".{out.name}.tmp-*"):
+def _left_by_dead_builds(out: Path, kind: str) -> list[Path]:
+    """``.<name>.<kind>-<pid>`` folders beside ``out`` whose build process no longer runs (or is this one)."""
+    found = []
+    for p in sorted(out.parent.glob(f".{out.name}.{kind}-*")):
         try:
             pid = int(p.name.rsplit("-", 1)[1])
         except ValueError:
             continue
-        if pid == os.getpid():
-            shutil.rmtree(p, ignore_errors=True)
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(p, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+                continue  # alive
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # alive, another user's
+        found.append(p)
+    return found
+
+
+def _restore_previous(out: Path) -> None:
+    """A rebuild killed between its two renames (``out`` -> ``.<name>.old-<pid>``, temporary -> ``out``) left
+    no ``out``: put the previous release back, as if the rebuild had never started."""
+    if out.exists() or out.is_symlink():
+        return
+    for old in _left_by_dead_builds(out, "old"):
+        if (old / MANIFEST_NAME).is_file():
+            os.rename(old, out)
+            return
+
+
+def _remove_stale(out: Path) -> None:
+    """Remove the ``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>`` folders of builds of ``out`` whose process
+    no longer runs."""
+    for p in _left_by_dead_builds(out, "tmp") + _left_by_dead_builds(out, "old"):
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _check_out(cfg: BuildConfig) -> None:
@@ -716,7 +762,11 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.rename(out, old)
-        os.rename(tmp, out)
+        try:
+            os.rename(tmp, out)
+        except BaseException:
+            os.rename(old, out)  # the previous release stays in place
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, out)
@@ -727,6 +777,7 @@ def build_release(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     complete release afterwards, or the call raised and ``cfg.out`` is as before."""
     t0 = time.perf_counter()
     plan = _plan(cfg)
+    _restore_previous(cfg.out)
     _check_out(cfg)
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(cfg.out)
@@ -938,4 +989,4 @@ def _source(plan: _Plan) -> Source:
     )
 
 
-__all__ = ["FORMATS", "ROW_GROUP_MAX_BYTES", "SHARD_MAX_BYTES", "BuildConfig", "BuildResult", "build_release", "row_bytes"]
+__all__ = ["FORMATS", "ROW_GROUP_MAX_BYTES", "SHARD_MAX_BYTES", "MAX_FILE_BYTES", "BuildConfig", "BuildResult", "build_release", "row_bytes"]

@@ -535,13 +535,16 @@ class EvaluationResult:
 # -------------------------------------------------------------------------------------------- evaluator
 class Evaluator:
     """Offline replay evaluator of one release. ``world="auto"`` loads ``<release>/world/`` when present
-    (``genco_data.synth.World``); pass an object with the World interface to inject one, or None for none."""
+    (``genco_data.synth.World``); pass an object with the World interface to inject one, or None for none.
+    ``verify=True`` (default) first checks every file of the release against the manifest's sha256
+    (:func:`genco_data.release.verify_checksums`, cached per process) and raises ``IntegrityError`` on a
+    mismatch; ``verify=False`` skips that for speed on a release you trust."""
 
     expected_input_format: str = _expected_input_format()
     expected_output_format: str = _EXPECTED_OUTPUT_FORMAT
 
-    def __init__(self, release: str | Path, *, config: EvalConfig | None = None, world: Any = _AUTO) -> None:
-        self.release = Release.open(release)
+    def __init__(self, release: str | Path, *, config: EvalConfig | None = None, world: Any = _AUTO, verify: bool = True) -> None:
+        self.release = Release.open(release, verify=verify)
         self.config = config or EvalConfig()
         self._world_arg = world
         self._split: _TestSplit | None = None
@@ -714,7 +717,7 @@ def _slot_scores(world: Any, req: pa.Table, base: np.ndarray, n: np.ndarray) -> 
 
 
 def metric_validity(release_path: str | Path, n_policies: int = 60, seed: int = 0, progress: bool = False, *,
-                    world: Any = _AUTO, config: EvalConfig | None = None) -> dict[str, Any]:
+                    world: Any = _AUTO, config: EvalConfig | None = None, verify: bool = True) -> dict[str, Any]:
     """On a synthetic release, how well each offline metric tracks the truth over ``n_policies`` diverse
     policies (:func:`genco_data.metrics.policy_zoo`).
 
@@ -724,7 +727,7 @@ def metric_validity(release_path: str | Path, n_policies: int = 60, seed: int = 
     """
     if n_policies < 3:
         raise InvalidInputError(f"n_policies must be >= 3, got {n_policies}")
-    ev = Evaluator(release_path, config=config, world=world)
+    ev = Evaluator(release_path, config=config, world=world, verify=verify)
     W, cfg = ev.world, ev.config
     if W is None:
         raise InvalidInputError(f"{release_path}: metric validity needs a synthetic release with its ground truth (world/)")

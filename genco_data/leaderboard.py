@@ -34,6 +34,8 @@ MIN_SEEDS = 5
 #: Largest submission JSON / predictions file accepted, checked before reading.
 MAX_SUBMISSION_BYTES = 1 << 20
 MAX_PREDICTIONS_BYTES = 512 << 20
+#: Largest verified entry JSON read back by ``render`` (an entry holds every seed's full result: ~100 KB).
+MAX_ENTRY_BYTES = 16 << 20
 #: Self-reported means must match the recomputed ones within this absolute tolerance.
 REPORT_TOLERANCE = 5e-4
 PARQUET_MAGIC = b"PAR1"
@@ -126,12 +128,14 @@ def _summaries(per_seed: list[dict[str, float]]) -> dict[str, MetricSummary]:
     return out
 
 
-def _write_json_atomic(path: Path, payload: Any) -> None:
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a fresh temporary file beside ``path``, fsync it and rename it onto ``path``: a
+    reader (or a crash) sees the old file or the new one, never a part; concurrent writers never share a
+    temporary file; the temporary file is removed on any failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -140,6 +144,10 @@ def _write_json_atomic(path: Path, payload: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    _write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def entry_filename(method: str, dataset_version: str) -> str:
@@ -207,8 +215,13 @@ def verify_submission(
 def load_entries(entries_dir: Path) -> list[LeaderboardEntry]:
     entries = []
     for path in sorted(Path(entries_dir).glob("*.json")):
+        size = path.stat().st_size
+        if size > MAX_ENTRY_BYTES:
+            raise SubmissionError(f"{path}: {size:,} bytes is over the {MAX_ENTRY_BYTES:,}-byte limit for a leaderboard entry")
         try:
-            entries.append(LeaderboardEntry.model_validate_json(path.read_text(encoding="utf-8")))
+            entries.append(LeaderboardEntry.model_validate_json(path.read_bytes().decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            raise SubmissionError(f"{path}: not a UTF-8 JSON document ({exc.__class__.__name__}: {exc})") from None
         except ValidationError as exc:
             raise SubmissionError(f"{path}: not a verified entry ({_one_line(exc)})") from None
     return entries
@@ -265,10 +278,7 @@ def render_leaderboard(entries_dir: Path, out: Path) -> Path:
     """Render ``entries_dir/*.json`` into ``out`` (deterministic; written atomically)."""
     text = render_board(load_entries(entries_dir))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    _write_text_atomic(out, text)
     return out
 
 
@@ -277,6 +287,7 @@ __all__ = [
     "RANK_METRIC",
     "MAX_SUBMISSION_BYTES",
     "MAX_PREDICTIONS_BYTES",
+    "MAX_ENTRY_BYTES",
     "load_submission",
     "check_submission_rules",
     "check_predictions_file",

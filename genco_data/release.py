@@ -17,7 +17,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +91,9 @@ class Release:
     manifest: Manifest
 
     @classmethod
-    def open(cls, path: str | Path) -> "Release":
+    def open(cls, path: str | Path, *, verify: bool = False) -> "Release":
+        """Read and check the manifest (JSON, format version, model). ``verify=True`` also checks every
+        file against it (:func:`verify_checksums`: listing, sizes, sha256; cached per process)."""
         root = Path(path)
         mpath = root / MANIFEST_NAME
         if not mpath.is_file():
@@ -106,7 +110,10 @@ class Release:
         except Exception as exc:  # pydantic.ValidationError -> one line
             first = str(exc).splitlines()
             raise IntegrityError(f"{mpath}: invalid manifest ({' '.join(first[:3])})") from None
-        return cls(root=root, manifest=manifest)
+        release = cls(root=root, manifest=manifest)
+        if verify:
+            _verify_files(release, cached=True)
+        return release
 
     def data_files(self, config: str = CONFIGS[0], split: str = "train") -> list[Path]:
         """The shards of ``config``/``split`` in order, as listed in the manifest."""
@@ -150,22 +157,21 @@ def _day_range(pf: Any) -> tuple[_dt.date, _dt.date] | None:
     return None if lo is None else (lo, hi)
 
 
-def verify_release(path: str | Path) -> dict[str, Any]:
-    """Re-check a release folder against its manifest; raise :class:`IntegrityError` naming the first
-    file at fault, else return a report ``{release, dataset_version, format_version, files, rows, bytes,
-    splits}`` (``rows`` = rows of config ``impressions``, train + test).
+# ------------------------------------------------------------------------------------------ checksums
+#: Files whose sha256 matched their manifest in this process: absolute path -> (identity, sha256).
+#: The identity is (device, inode, size, mtime_ns, ctime_ns): any write to the file (or a replacement)
+#: changes it, so a file is hashed again after it changed; ctime cannot be set back by ``os.utime``.
+_VERIFIED: dict[str, tuple[tuple[int, ...], str]] = {}
+_VERIFIED_LOCK = threading.Lock()
 
-    Checks, in order: the manifest parses and its ``format_version`` is readable; no file under ``data/``
-    or ``world/`` is missing from the manifest (``rejects/`` is ignored: it is never published); every
-    listed file exists with the listed byte size and sha256; every ``data/`` file is a Parquet shard named
-    ``<split>-NNNNN-of-MMMMM.parquet`` with the listed row count and exactly the impressions schema, the
-    shards of each config/split are complete (0..M-1 of M); the rows per config/split equal
-    ``manifest.splits``; ``rows_in = rows written + rows_rejected``; train days precede
-    ``test_start_day`` and test days do not (from the Parquet statistics); ``README.md`` exists.
-    """
-    from genco_data.arrow import impressions_schema
 
-    rel = Release.open(path)
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _check_listing(rel: Release) -> None:
+    """The manifest's file list matches the folder: no file listed twice, none outside ``data/`` and
+    ``world/``, none missing, none extra (``rejects/``, ``README.md`` and figures are not listed)."""
     root, m = rel.root, rel.manifest
     listed = {f.path: f for f in m.files}
     if len(listed) != len(m.files):
@@ -184,19 +190,73 @@ def verify_release(path: str | Path) -> dict[str, Any]:
         if not (root / f.path).is_file():
             raise IntegrityError(f"{root}: missing file {f.path} (listed in {MANIFEST_NAME})")
 
+
+def _check_file(root: Path, f: Any, cached: bool) -> int:
+    """Size and sha256 of one listed file; returns its size. ``cached``: skip the hash when this process
+    already matched the same, unchanged file against the same digest."""
+    p = root / f.path
+    st = p.stat()
+    if st.st_size != f.bytes:
+        raise IntegrityError(f"{f.path}: {st.st_size} bytes, {MANIFEST_NAME} says {f.bytes}")
+    key = str(p.resolve())
+    ident = _identity(st)
+    if cached and _VERIFIED.get(key) == (ident, f.sha256):
+        return st.st_size
+    digest = sha256_file(p)
+    if digest != f.sha256:
+        raise IntegrityError(f"{f.path}: sha256 {digest[:12]}… differs from {MANIFEST_NAME} ({f.sha256[:12]}…)")
+    if _identity(p.stat()) == ident:  # unchanged while it was hashed
+        with _VERIFIED_LOCK:
+            _VERIFIED[key] = (ident, digest)
+    return st.st_size
+
+
+def _verify_files(rel: Release, cached: bool) -> int:
+    _check_listing(rel)
+    return sum(_check_file(rel.root, f, cached) for f in rel.manifest.files)
+
+
+def verify_checksums(path: str | Path | Release) -> Release:
+    """The integrity check every loader runs on open (``Evaluator``, the torch adapters): the manifest
+    parses with a readable ``format_version``; the files under ``data/`` and ``world/`` are exactly the
+    listed ones; each has its listed size and sha256. Raises :class:`IntegrityError` naming the first
+    file at fault; returns the opened :class:`Release`.
+
+    Cheap to repeat: a file that matched once is not hashed again in this process while its identity
+    (device, inode, size, mtime, ctime) is unchanged, so a second open costs one ``stat`` per file.
+    ``verify_release`` (``genco verify``) always re-hashes and checks much more (schema, row counts,
+    splits, days)."""
+    rel = path if isinstance(path, Release) else Release.open(path)
+    _verify_files(rel, cached=True)
+    return rel
+
+
+def verify_release(path: str | Path) -> dict[str, Any]:
+    """Re-check a release folder against its manifest; raise :class:`IntegrityError` naming the first
+    file at fault, else return a report ``{release, dataset_version, format_version, files, rows, bytes,
+    splits}`` (``rows`` = rows of config ``impressions``, train + test).
+
+    Checks, in order: the manifest parses and its ``format_version`` is readable; no file under ``data/``
+    or ``world/`` is missing from the manifest (``rejects/`` is ignored: it is never published); every
+    listed file exists with the listed byte size and sha256; every ``data/`` file is a Parquet shard named
+    ``<split>-NNNNN-of-MMMMM.parquet`` with the listed row count and exactly the impressions schema, the
+    shards of each config/split are complete (0..M-1 of M); the rows per config/split equal
+    ``manifest.splits``; ``rows_in = rows written + rows_rejected``; train days precede
+    ``test_start_day`` and test days do not (from the Parquet statistics); ``README.md`` exists.
+    """
+    from genco_data.arrow import impressions_schema
+
+    rel = Release.open(path)
+    root, m = rel.root, rel.manifest
+    _check_listing(rel)
+
     schema = impressions_schema()
     rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     shards: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
     total_bytes = 0
     for f in m.files:
         p = root / f.path
-        size = p.stat().st_size
-        if size != f.bytes:
-            raise IntegrityError(f"{f.path}: {size} bytes, {MANIFEST_NAME} says {f.bytes}")
-        digest = sha256_file(p)
-        if digest != f.sha256:
-            raise IntegrityError(f"{f.path}: sha256 {digest[:12]}… differs from {MANIFEST_NAME} ({f.sha256[:12]}…)")
-        total_bytes += size
+        total_bytes += _check_file(root, f, cached=False)
         if not f.path.startswith(DATA_DIR + "/"):
             continue
         match = SHARD_RE.match(f.path)
@@ -251,6 +311,7 @@ def verify_release(path: str | Path) -> dict[str, Any]:
 __all__ = [
     "SHARD_RE",
     "sha256_file",
+    "verify_checksums",
     "verify_release",
     "MANIFEST_NAME",
     "CARD_NAME",

@@ -340,6 +340,7 @@ class Vocabularies:
         *,
         hash_buckets: int | Mapping[str, int] | None = None,
         block_rows: int = 65536,
+        verify: bool = True,
     ) -> "Vocabularies":
         """Distinct ids of ``source``, streamed block by block (memory bounded by the vocabularies).
 
@@ -347,6 +348,7 @@ class Vocabularies:
         ``pa.Table``, a ``datasets.Dataset`` (its rows after any ``select``/``shuffle``) or a
         ``datasets.IterableDataset`` (one full pass). ``hash_buckets``: an int hashes every name of
         :data:`HASHABLE_NAMES` into that many buckets; a mapping hashes only the names it lists.
+        ``verify``: a release folder is checked against its manifest's sha256 first (see :func:`parquet_files`).
         """
         if isinstance(hash_buckets, int):
             hash_buckets = {name: hash_buckets for name in HASHABLE_NAMES}
@@ -355,7 +357,7 @@ class Vocabularies:
         acc = {n: _UniqueAccumulator() for n in exact}
         categories: set[str] = set()
         columns = [*_vocab_columns(exact), "category"]
-        for block in _iter_source_tables(source, columns, block_rows):
+        for block in _iter_source_tables(source, columns, block_rows, verify=verify):
             for name in exact:
                 col = _as_array(_column(block, _vocab_column(name)))
                 if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
@@ -779,16 +781,22 @@ def _is_pathlike(obj: Any) -> bool:
     return isinstance(obj, (str, os.PathLike))
 
 
-def parquet_files(source: str | os.PathLike | Sequence[str | os.PathLike], split: str = "train", config: str = CONFIGS[0]) -> list[Path]:
+def parquet_files(
+    source: str | os.PathLike | Sequence[str | os.PathLike], split: str = "train", config: str = CONFIGS[0], *, verify: bool = True
+) -> list[Path]:
     """Parquet shards of a release folder's ``config``/``split`` (via its manifest), of a directory of
-    ``*.parquet`` files, of one file, or of a list of files — in order."""
+    ``*.parquet`` files, of one file, or of a list of files — in order.
+
+    ``verify``: a release folder is first checked against its manifest (listing, sizes, sha256 of every
+    file; :func:`genco_data.release.verify_checksums`, cached per process so repeated opens only ``stat``)
+    and refused with ``IntegrityError`` when corrupted; ``verify=False`` skips that for speed."""
     if _is_pathlike(source):
         p = Path(source)
         if p.is_dir():
             from genco_data.release import MANIFEST_NAME, Release
 
             if (p / MANIFEST_NAME).is_file():
-                files = Release.open(p).data_files(config, split)
+                files = Release.open(p, verify=verify).data_files(config, split)
             else:
                 files = sorted(p.glob("*.parquet"))
             if not files:
@@ -803,7 +811,7 @@ def parquet_files(source: str | os.PathLike | Sequence[str | os.PathLike], split
     return files
 
 
-def _iter_source_tables(source: Source, columns: list[str], block_rows: int) -> Iterator[pa.Table]:
+def _iter_source_tables(source: Source, columns: list[str], block_rows: int, verify: bool = True) -> Iterator[pa.Table]:
     """Arrow blocks of any supported source, only ``columns``."""
     if isinstance(source, (pa.Table, pa.RecordBatch)):
         table = pa.Table.from_batches([source]) if isinstance(source, pa.RecordBatch) else source
@@ -819,7 +827,7 @@ def _iter_source_tables(source: Source, columns: list[str], block_rows: int) -> 
     elif _is_hf_iterable(source):
         yield from source.select_columns(columns).with_format("arrow").iter(batch_size=block_rows)
     elif _is_pathlike(source) or isinstance(source, (list, tuple)):
-        for f in parquet_files(source):
+        for f in parquet_files(source, verify=verify):
             pf = pq.ParquetFile(f, memory_map=True)
             _check_columns(pf.schema_arrow, columns)
             for rb in pf.iter_batches(batch_size=block_rows, columns=columns, use_threads=False):
@@ -848,7 +856,8 @@ class MapDataset(TorchDataset):
     with pyarrow (memory-mapped Parquet, decoded once into RAM — use :class:`StreamingDataset` to stream
     data larger than memory). An HF ``Dataset`` is read through its Arrow table, honouring its indices
     mapping (after ``select``/``shuffle``/``train_test_split``). ``vocabs=None`` builds the vocabularies
-    from the same rows (from the *train* split for a release folder).
+    from the same rows (from the *train* split for a release folder). ``verify``: a release folder is
+    checked against its manifest's sha256 first (:func:`parquet_files`); False skips it.
     """
 
     def __init__(
@@ -859,6 +868,7 @@ class MapDataset(TorchDataset):
         split: str = "train",
         config: str = CONFIGS[0],
         max_segments: int = SEGMENTS_PAD_TO,
+        verify: bool = True,
     ) -> None:
         self.max_segments = int(max_segments)
         self._indices: np.ndarray | None = None
@@ -872,7 +882,7 @@ class MapDataset(TorchDataset):
             if idx is not None:
                 self._indices = _as_array(idx.column(0)).to_numpy().astype(np.int64, copy=False)
         elif _is_pathlike(source) or isinstance(source, (list, tuple)):
-            files = parquet_files(source, split, config)
+            files = parquet_files(source, split, config, verify=verify)
             tables = []
             for f in files:
                 schema = pq.read_schema(f)
@@ -880,7 +890,7 @@ class MapDataset(TorchDataset):
                 tables.append(pq.read_table(f, columns=list(REQUIRED_COLUMNS), memory_map=True))
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             if vocabs is None and _is_pathlike(source) and split != "train":
-                vocabs = Vocabularies.build(parquet_files(source, "train", config))
+                vocabs = Vocabularies.build(parquet_files(source, "train", config, verify=verify))
         else:
             raise TypeError(
                 "MapDataset expects a pyarrow Table, a datasets.Dataset or a release folder, "
@@ -1043,6 +1053,9 @@ class StreamingDataset(TorchIterableDataset):
     ``cache_dir/<shard>-rg<NNNNN>-<key>/``, the key hashing the file (path, size, mtime), the row group,
     the vocabularies and the padding; later epochs copy batches out of the memory-mapped files instead of
     decoding Parquet and looking ids up (several times faster; about 1.3 KB of disk per row).
+
+    **Integrity.** A release folder is checked against its manifest's sha256 when the dataset is built
+    (``verify=True``, :func:`parquet_files`; cached per process); ``verify=False`` skips it.
     """
 
     def __init__(
@@ -1062,6 +1075,7 @@ class StreamingDataset(TorchIterableDataset):
         max_segments: int = SEGMENTS_PAD_TO,
         pad_rows: int = PAD_ROWS,
         cache_dir: str | os.PathLike | None = None,
+        verify: bool = True,
     ) -> None:
         _check_positive(batch_size=batch_size, shuffle_buffer=shuffle_buffer, pad_rows=pad_rows)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -1080,13 +1094,13 @@ class StreamingDataset(TorchIterableDataset):
             if self.cache_dir is not None:
                 raise ValueError("cache_dir needs Parquet files (a release folder or paths), not an HF stream")
         elif _is_pathlike(source) or isinstance(source, (list, tuple)):
-            self.files = parquet_files(source, split, config)
+            self.files = parquet_files(source, split, config, verify=verify)
             for fi, f in enumerate(self.files):
                 pf = pq.ParquetFile(f)
                 _check_schema(pf.schema_arrow)
                 self.units += [_Unit(fi, g, pf.metadata.row_group(g).num_rows) for g in range(pf.num_row_groups)]
             if vocabs is None and _is_pathlike(source) and split != "train":
-                vocabs = Vocabularies.build(parquet_files(source, "train", config))
+                vocabs = Vocabularies.build(parquet_files(source, "train", config, verify=verify))
         else:
             raise TypeError(
                 "StreamingDataset expects a release folder, Parquet path(s) or a datasets.IterableDataset, "
@@ -1324,6 +1338,7 @@ def loader(
     persistent_workers: bool = False,
     prefetch_factor: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    verify: bool = True,
 ) -> BatchLoader:
     """A DataLoader of padded :class:`Batch` objects over ``ds``.
 
@@ -1337,7 +1352,9 @@ def loader(
     vocabularies. ``rank``/``world_size`` default to ``torch.distributed`` when initialized: every row is
     seen exactly once per epoch across ranks × workers (``drop_last`` trades that for equal step counts).
     Call ``loader.set_epoch(epoch)`` before each epoch when shuffling. ``cache_dir`` keeps padded row
-    groups on disk for streamed Parquet (see :class:`StreamingDataset`).
+    groups on disk for streamed Parquet (see :class:`StreamingDataset`). ``verify``: a release folder is
+    checked against its manifest's sha256 before reading (``IntegrityError`` when corrupted; cached per
+    process); False skips it.
     """
     if type(ds).__name__ in ("DatasetDict", "IterableDatasetDict"):
         raise TypeError(f"loader expects one split, got a {type(ds).__name__} with {list(ds)}; pass e.g. ds['train']")
@@ -1361,13 +1378,13 @@ def loader(
         dataset = StreamingDataset(
             ds, vocabs, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
             rank=rank, world_size=world_size, shuffle_buffer=shuffle_buffer, split=split, config=config,
-            max_segments=max_segments, cache_dir=cache_dir,
+            max_segments=max_segments, cache_dir=cache_dir, verify=verify,
         )
         out = BatchLoader(dataset, batch_size=None, **kw)
     else:
         if cache_dir is not None:
             raise ValueError("cache_dir applies to streamed Parquet (streaming=True), not to a map-style dataset")
-        dataset = ds if isinstance(ds, MapDataset) else MapDataset(ds, vocabs, split=split, config=config, max_segments=max_segments)
+        dataset = ds if isinstance(ds, MapDataset) else MapDataset(ds, vocabs, split=split, config=config, max_segments=max_segments, verify=verify)
         sampler = ShardedBatchSampler(
             len(dataset), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size
         )

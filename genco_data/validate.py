@@ -20,7 +20,9 @@ Two levels, kept apart:
   ====================  =====================================================================
 
   Text (string) sources are how CSV cells arrive; a cell that does not parse rejects its *row* with
-  ``malformed:<column>`` (the file is fine, the row is not).
+  ``malformed:<column>`` (the file is fine, the row is not). Text that is not valid UTF-8 refuses the
+  *file* (:class:`~genco_data.errors.InvalidInputError`): an encoding belongs to the file, and Arrow's CSV
+  reader refuses such a file already, while its JSON and Parquet readers would pass the bytes through.
 
 * **Row level** (:func:`row_reasons`): every invariant of DESIGN.md, evaluated over whole columns with
   ``pyarrow.compute`` and numpy on the list offsets; no Python loop over rows on the good path. Each row
@@ -61,7 +63,7 @@ import pyarrow.json as pa_json
 
 from genco_data.arrow import impressions_schema
 from genco_data.components import COMPONENTS, LOGGING_POLICIES, UNIFORM, candidates_col, exposed_col, propensity_col
-from genco_data.errors import SchemaError
+from genco_data.errors import InvalidInputError, SchemaError
 from genco_data.records import ROW_COLUMNS
 
 # ----------------------------------------------------------------------------------------- the catalogue
@@ -364,6 +366,8 @@ def _coerce_column(arr: pa.Array, kind: str, name: str, where: str) -> tuple[pa.
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     t = arr.type
+    if _is_text(t):
+        _check_utf8(arr, name, where)
     if t == target:
         return arr, None
     if pa.types.is_null(t):
@@ -380,6 +384,33 @@ def _coerce_column(arr: pa.Array, kind: str, name: str, where: str) -> tuple[pa.
         return pc.cast(arr, target), None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise SchemaError(f"{where}: column {name!r} ({t}) cannot be converted to {target}: {_one_line(exc)}") from None
+
+
+_BINARY_VIEW = {"string": pa.binary(), "large_string": pa.large_binary(), "string_view": pa.binary_view()}
+
+
+def _check_utf8(arr: pa.Array, name: str, where: str) -> None:
+    """Refuse text that is not valid UTF-8. Arrow's CSV reader checks it; its JSON and Parquet readers do
+    not, and such bytes would otherwise reach the release and break every reader of it. An encoding is a
+    property of the whole file, so the file is refused (like a CSV with invalid UTF-8)."""
+    try:
+        arr.validate(full=True)  # one vectorized pass over the bytes (checks UTF-8 for text types)
+        return
+    except pa.ArrowInvalid as exc:
+        reason = _one_line(exc)
+    example = ""
+    binary = _BINARY_VIEW.get(str(arr.type))
+    for v in arr.view(binary).to_pylist() if binary is not None else ():  # error path only: find an example
+        try:
+            if v is not None:
+                v.decode("utf-8")
+        except UnicodeDecodeError:
+            example = f" (e.g. {v[:40]!r})"
+            break
+    raise InvalidInputError(
+        f"{where}: column {name!r} holds text that is not valid UTF-8{example}; the file must be UTF-8 encoded"
+        + ("" if example else f" ({reason})")
+    )
 
 
 # Text cells: vectorized parse; on a failure (rare, bad files only) fall back to a per-cell parse of this

@@ -138,11 +138,20 @@ def uniform_log(requests: pa.Table, world: FakeWorld, rng: np.random.Generator) 
     return t.set_column(t.schema.get_field_index("click"), t.schema.field("click"), pa.array(y, pa.int8()))
 
 
-def write_release(root: Path, test: pa.Table, version: str = "1.0.0", shards: int = 1) -> Path:
-    """A release folder holding only a test split (``shards`` files) and its manifest."""
+def write_release(root: Path, test: pa.Table, version: str = "1.0.0", shards: int = 1, world: Path | None = None) -> Path:
+    """A release folder holding only a test split (``shards`` files) and its manifest; ``world``: a
+    simulator ``world/`` folder copied in and listed in the manifest (loaders verify every file)."""
     root = Path(root)
     (root / "data" / "impressions").mkdir(parents=True, exist_ok=True)
     entries = []
+    if world is not None:
+        import shutil
+
+        shutil.copytree(world, root / "world")
+        for f in sorted((root / "world").rglob("*")):
+            if f.is_file():
+                data = f.read_bytes()
+                entries.append(FileEntry(path=f.relative_to(root).as_posix(), bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
     bounds = np.linspace(0, test.num_rows, shards + 1).astype(int)
     for s in range(shards):
         rel = f"data/impressions/{shard_name('test', s, shards)}"

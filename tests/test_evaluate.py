@@ -497,16 +497,13 @@ def test_real_simulator_world_when_available(tmp_path):
     synth = pytest.importorskip("genco_data.synth")
     if not all(hasattr(synth, a) for a in ("World", "SynthConfig", "simulate")):
         pytest.skip("genco_data.synth is not complete yet")
-    import shutil
-
     out = tmp_path / "raw"
     summary = synth.simulate(synth.SynthConfig(train_rows=200, test_rows=3000, seed=0), out, progress=False)
     tables = [pq.read_table(p) for p in sorted((out / "raw").glob("*.parquet"))]
     raw = pa.concat_tables(tables)
     test = raw.filter(pc.equal(raw.column("logging_policy"), "uniform"))
     test = test.filter(pc.greater_equal(test.column("day"), pa.scalar(dt.date.fromisoformat(str(summary["test_start_day"])), pa.date32())))
-    root = write_release(tmp_path / "rel", test)
-    shutil.copytree(out / "world", root / "world")
+    root = write_release(tmp_path / "rel", test, world=out / "world")
     ev = Evaluator(root)
     req = ev.requests
     opt, opt_ctr = ev.world.optimum(req)

@@ -79,9 +79,31 @@ _UNSAFE = [
     (re.compile(r"\btorch\.load\((?![^)]*weights_only\s*=\s*True)"), "torch.load without weights_only=True"),
     (re.compile(r"(?<![\w.])(eval|exec)\("), "eval/exec"),
     (re.compile(r"\byaml\.load\((?![^)]*SafeLoader)"), "yaml.load without SafeLoader"),
+    (re.compile(r"\byaml\.(unsafe_load|full_load|load_all|unsafe_load_all|full_load_all)\("), "yaml unsafe/full loaders"),
+    (re.compile(r"\bLoader\s*=\s*(yaml\.)?(Unsafe|Full)?Loader\b"), "yaml Loader other than SafeLoader"),
     (re.compile(r"allow_pickle\s*=\s*True"), "np.load(allow_pickle=True)"),
     (re.compile(r"\.read_pickle\("), "pandas.read_pickle"),
+    (re.compile(r"\b(marshal|shelve)\.(loads?|open)\("), "marshal/shelve"),
+    (re.compile(r"(import_module|__import__)\(\s*[\"'](pickle|cPickle|_pickle|dill|joblib|cloudpickle|jsonpickle|shelve|marshal)\b"), "dynamic pickle import"),
+    (re.compile(r"(?<![\w.])builtins\.(eval|exec)\("), "eval/exec"),
 ]
+
+#: Modules that deserialize by executing code: never imported, under any spelling (checked on the AST, so
+#: ``import os, pickle`` and ``from torch import load`` are caught too).
+_UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "joblib", "cloudpickle", "jsonpickle", "shelve", "marshal"}
+_UNSAFE_NAMES = {("torch", "load"), ("yaml", "unsafe_load"), ("yaml", "full_load"), ("yaml", "load")}
+
+
+def _unsafe_imports(text: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] in _UNSAFE_MODULES]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] in _UNSAFE_MODULES:
+                found.append(node.module)
+            found += [f"from {node.module} import {a.name}" for a in node.names if (node.module, a.name) in _UNSAFE_NAMES]
+    return found
 
 
 @pytest.mark.parametrize("folder", [PACKAGE, REFERENCE, ROOT / "benchmarks"])
@@ -91,17 +113,30 @@ def test_no_unsafe_deserialization(folder):
         for pattern, what in _UNSAFE:
             m = pattern.search(text)
             assert m is None, f"{path.relative_to(ROOT)}: {what}: {m.group(0)!r}"
+        assert not _unsafe_imports(text), f"{path.relative_to(ROOT)}: unsafe import {_unsafe_imports(text)}"
 
 
 def test_the_scanner_itself_catches_each_pattern():
     samples = {
-        "pickle-family import": "import pickle\n",
-        "torch.load without weights_only=True": "torch.load(path)\n",
-        "eval/exec": "x = eval('1')\n",
-        "yaml.load without SafeLoader": "yaml.load(f)\n",
-        "np.load(allow_pickle=True)": "np.load(p, allow_pickle=True)\n",
-        "pandas.read_pickle": "pd.read_pickle(p)\n",
+        "pickle-family import": ["import pickle\n"],
+        "torch.load without weights_only=True": ["torch.load(path)\n", "torch.load(path, weights_only=False)\n"],
+        "eval/exec": ["x = eval('1')\n", "exec(code)\n", "builtins.eval('1')\n"],
+        "yaml.load without SafeLoader": ["yaml.load(f)\n", "yaml.load(f, Loader=yaml.FullLoader)\n"],
+        "yaml unsafe/full loaders": ["yaml.unsafe_load(f)\n", "yaml.full_load(f)\n", "yaml.load_all(f)\n"],
+        "yaml Loader other than SafeLoader": ["yaml.load(f, Loader=yaml.Loader)\n", "Loader=UnsafeLoader\n"],
+        "np.load(allow_pickle=True)": ["np.load(p, allow_pickle=True)\n"],
+        "pandas.read_pickle": ["pd.read_pickle(p)\n"],
+        "marshal/shelve": ["marshal.loads(b)\n", "shelve.open(p)\n"],
+        "dynamic pickle import": ["importlib.import_module('pickle')\n", '__import__("dill")\n'],
     }
     for pattern, what in _UNSAFE:
-        assert pattern.search(samples[what]), what
+        assert any(pattern.search(x) for x in samples[what]), what
+    for what, texts in samples.items():
+        for x in texts:
+            assert any(p.search(x) for p, w in _UNSAFE if w == what), (what, x)
     assert not _UNSAFE[1][0].search("torch.load(p, weights_only=True)")
+    assert not any(p.search("model.eval()\nyaml.safe_load(f)\nyaml.load(f, Loader=yaml.SafeLoader)\n") for p, _ in _UNSAFE)
+    for code in ("import os, pickle\n", "from pickle import loads\n", "import dill as d\n", "from torch import load\n",
+                 "from yaml import unsafe_load\n", "import shelve\n", "from joblib import load\n"):
+        assert _unsafe_imports(code), code
+    assert not _unsafe_imports("import json, pyarrow.parquet as pq\nfrom safetensors.torch import load_file\n")
