@@ -58,17 +58,17 @@ from genco_data.components import (
     PAPER_TRAIN_CTR,
     PRODUCTION,
     SPLITS,
+    TRUNCATION_RULE,
     UNIFORM,
     candidates_col,
 )
 from genco_data.errors import InvalidInputError
 from genco_data.records import ImpressionRow, Manifest
-from genco_data.release import CARD_NAME, DATA_DIR, WORLD_DIR, Release, data_glob
+from genco_data.release import CARD_NAME, DATA_DIR, FIGURES_DIR, WORLD_DIR, Release, data_glob
 
 PRETTY_NAME = "GenCO creative-optimization impressions"
 TAGS = ["recommendation", "creative-optimization", "bandit", "off-policy-evaluation"]
 #: Folder of the figures, beside the card. Outside data/ and world/: not in the manifest, not verified.
-FIGURES_DIR = "figures"
 FIGURE_CANDIDATES = "candidate_counts.png"
 FIGURE_CTR = "ctr_by_day.png"
 FIGURES = (FIGURE_CANDIDATES, FIGURE_CTR)
@@ -83,16 +83,6 @@ _TEMPLATE = "dataset_card.md"
 _DEFAULT_CHANGELOG = "changelog.md"
 _SYNTH_GENERATOR = "genco_data.synth"
 
-#: The PyTorch adapter's pad/truncate rule, as stated in :mod:`genco_data.torch_data`'s docstring (a test
-#: keeps the two texts equal; torch_data imports torch, so the card cannot import it from there).
-TRUNCATION_RULE = (
-    "A pool of `n <= 15` candidates fills slots `0..n-1` in pool order and the rest is padding. "
-    "A pool of `n > 15` keeps 15 candidates and never drops the shown element: if the shown index `e` is "
-    "below 15 the slots hold the original candidates `0..14`; otherwise they hold `0..13` followed by `e` "
-    "(slot 14). Either way the kept candidates stay in original pool order, `exposed` is the slot of the "
-    "shown element, `original_index` records the original index of every slot, and `n_candidates` keeps "
-    "the full `n`."
-)
 
 CITATION = """@article{gu2025genco,
   title         = {Generative Modeling with Multi-Instance Reward Learning for E-commerce Creative Optimization},

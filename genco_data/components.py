@@ -18,6 +18,17 @@ N_COMPONENTS = len(COMPONENTS)
 #: Candidates per component after padding/truncation (paper, Implementation Details).
 PAD_TO = 15
 
+#: The pad/truncate rule of the PyTorch adapter (quoted by the dataset card; torch_data's docstring states
+#: the same rule and a test keeps the two equal).
+TRUNCATION_RULE = (
+    "A pool of `n <= 15` candidates fills slots `0..n-1` in pool order and the rest is padding. "
+    "A pool of `n > 15` keeps 15 candidates and never drops the shown element: if the shown index `e` is "
+    "below 15 the slots hold the original candidates `0..14`; otherwise they hold `0..13` followed by `e` "
+    "(slot 14). Either way the kept candidates stay in original pool order, `exposed` is the slot of the "
+    "shown element, `original_index` records the original index of every slot, and `n_candidates` keeps "
+    "the full `n`."
+)
+
 #: Table 4 candidate-count brackets: (lo, hi) means buckets ``n < lo``, ``lo <= n <= hi``, ``n > hi``.
 BUCKET_EDGES: dict[str, tuple[int, int]] = {
     "title": (3, 5),

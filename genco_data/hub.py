@@ -43,7 +43,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from genco_data.card import FIGURES_DIR
 from genco_data.errors import GencoError, IntegrityError, PublishError
 from genco_data.release import (
     CARD_NAME,
@@ -59,7 +58,7 @@ from genco_data.release import (
 
 REPO_TYPE = "dataset"
 #: Top-level files and folders a publish uploads and a pull downloads (rejects/ never travels).
-PUBLISHED: tuple[str, ...] = PUBLISHED_TOP_LEVEL + tuple(p for p in (FIGURES_DIR,) if p not in PUBLISHED_TOP_LEVEL)
+PUBLISHED: tuple[str, ...] = PUBLISHED_TOP_LEVEL
 #: Remote folders a new version replaces wholesale (their files absent from the new version are deleted).
 REPLACED_DIRS: tuple[str, ...] = tuple(p for p in PUBLISHED if p not in (CARD_NAME, MANIFEST_NAME))
 DELETE_PATTERNS = [f"{d}/**" for d in REPLACED_DIRS]

@@ -34,8 +34,9 @@ CARD_NAME = "README.md"
 DATA_DIR = "data"
 WORLD_DIR = "world"
 REJECTS_DIR = "rejects"
+FIGURES_DIR = "figures"  # the card's PNGs (rendered from the data; not listed in the manifest)
 #: Folders and files that travel when a release is published (rejects/ never does).
-PUBLISHED_TOP_LEVEL = (CARD_NAME, MANIFEST_NAME, DATA_DIR, WORLD_DIR)
+PUBLISHED_TOP_LEVEL = (CARD_NAME, MANIFEST_NAME, DATA_DIR, WORLD_DIR, FIGURES_DIR)
 
 
 #: ``data/<config>/<split>-NNNNN-of-MMMMM.parquet``
@@ -318,6 +319,7 @@ __all__ = [
     "DATA_DIR",
     "WORLD_DIR",
     "REJECTS_DIR",
+    "FIGURES_DIR",
     "PUBLISHED_TOP_LEVEL",
     "shard_name",
     "data_glob",
