@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_reference_verbs(verb)
     else:
         for name in ("train", "predict", "reproduce", "demo"):
-            verb(name, f"(needs torch: pip install 'genco-data[torch]')")
+            verb(name, "(needs torch: pip install 'genco-data[torch]')")
     return p
 
 

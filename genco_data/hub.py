@@ -46,10 +46,8 @@ from typing import Any, Iterator
 from genco_data.errors import GencoError, IntegrityError, PublishError
 from genco_data.release import (
     CARD_NAME,
-    DATA_DIR,
     MANIFEST_NAME,
     PUBLISHED_TOP_LEVEL,
-    WORLD_DIR,
     Release,
     check_format_version,
     sha256_file,

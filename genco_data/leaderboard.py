@@ -11,14 +11,10 @@ magic bytes, size and sha256 were checked.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -26,6 +22,7 @@ from pydantic import ValidationError
 from genco_data import __version__
 from genco_data.components import COMPONENTS
 from genco_data.errors import SubmissionError
+from genco_data.fsutil import sha256_file, write_json_atomic, write_text_atomic
 from genco_data.records import LeaderboardEntry, MetricSummary, Submission
 from genco_data.release import MANIFEST_NAME, Release
 
@@ -45,12 +42,6 @@ PARQUET_MAGIC = b"PAR1"
 RANK_METRIC = "mean_component_lift"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _one_line(exc: ValidationError) -> str:
@@ -128,26 +119,6 @@ def _summaries(per_seed: list[dict[str, float]]) -> dict[str, MetricSummary]:
     return out
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a fresh temporary file beside ``path``, fsync it and rename it onto ``path``: a
-    reader (or a crash) sees the old file or the new one, never a part; concurrent writers never share a
-    temporary file; the temporary file is removed on any failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    _write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def entry_filename(method: str, dataset_version: str) -> str:
@@ -208,7 +179,7 @@ def verify_submission(
         regenerate=regenerate,
     )
     if entries_dir is not None:
-        _write_json_atomic(Path(entries_dir) / entry_filename(sub.method, sub.dataset_version), entry.model_dump(mode="json"))
+        write_json_atomic(Path(entries_dir) / entry_filename(sub.method, sub.dataset_version), entry.model_dump(mode="json"))
     return entry
 
 
@@ -278,7 +249,7 @@ def render_leaderboard(entries_dir: Path, out: Path) -> Path:
     """Render ``entries_dir/*.json`` into ``out`` (deterministic; written atomically)."""
     text = render_board(load_entries(entries_dir))
     out = Path(out)
-    _write_text_atomic(out, text)
+    write_text_atomic(out, text)
     return out
 
 

@@ -15,7 +15,6 @@ Every other module finds files through this one (never by spelling paths itself)
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from genco_data.components import CONFIGS, SPLITS
+from genco_data.fsutil import sha256_file
 from genco_data.errors import BackwardCompatibilityError, ForwardCompatibilityError, IntegrityError
 from genco_data.records import FORMAT_MAJOR, FORMAT_VERSION, Manifest
 
@@ -41,19 +41,7 @@ PUBLISHED_TOP_LEVEL = (CARD_NAME, MANIFEST_NAME, DATA_DIR, WORLD_DIR, FIGURES_DI
 
 #: ``data/<config>/<split>-NNNNN-of-MMMMM.parquet``
 SHARD_RE = re.compile(r"^" + DATA_DIR + r"/(?P<config>[a-z_]+)/(?P<split>[a-z_]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
-_CHUNK = 1 << 20
 
-
-def sha256_file(path: Path) -> str:
-    """Lowercase hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(_CHUNK)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 def shard_name(split: str, index: int, count: int) -> str:

@@ -442,9 +442,10 @@ def test_a_rebuild_whose_final_rename_fails_keeps_the_previous_release(built, tm
 # ------------------------------------------------------------------------------ atomic leaderboard writes
 def test_leaderboard_writes_are_atomic(tmp_path, monkeypatch):
     from genco_data import leaderboard as lb
+    from genco_data.fsutil import write_json_atomic  # what leaderboard entries are written with
 
     target = tmp_path / "entries" / "m--v1.0.0.json"
-    lb._write_json_atomic(target, {"v": 1})
+    write_json_atomic(target, {"v": 1})
     assert json.loads(target.read_text()) == {"v": 1}
 
     def broken_fsync(fd):
@@ -453,11 +454,11 @@ def test_leaderboard_writes_are_atomic(tmp_path, monkeypatch):
     with monkeypatch.context() as mp:
         mp.setattr(os, "fsync", broken_fsync)
         with pytest.raises(OSError, match="simulated"):
-            lb._write_json_atomic(target, {"v": 2})
+            write_json_atomic(target, {"v": 2})
     assert json.loads(target.read_text()) == {"v": 1}  # the old entry, whole
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]  # no temporary file left
     with pytest.raises(ValueError):  # NaN is not JSON: refused before anything is replaced
-        lb._write_json_atomic(target, {"v": float("nan")})
+        write_json_atomic(target, {"v": float("nan")})
     assert json.loads(target.read_text()) == {"v": 1}
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
 

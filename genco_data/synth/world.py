@@ -44,7 +44,6 @@ On disk (``<release>/world/``, no pickle)::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -59,6 +58,7 @@ import pyarrow as pa
 from genco_data import __version__
 from genco_data.components import COMPONENTS, N_COMPONENTS, candidates_col
 from genco_data.errors import IntegrityError, InvalidInputError, SchemaError
+from genco_data.fsutil import sha256_file
 from genco_data.synth.config import SynthConfig
 
 GENERATOR = f"genco_data.synth {__version__}"
@@ -242,7 +242,7 @@ class World:
                     np.lib.format.write_array(f, np.ascontiguousarray(self.arrays[name]), allow_pickle=False)
         os.replace(tmp, npz)
         params = dict(self.params)
-        params["arrays"] = {"file": WORLD_NPZ, "sha256": _sha256(npz), "names": sorted(self.arrays)}
+        params["arrays"] = {"file": WORLD_NPZ, "sha256": sha256_file(npz), "names": sorted(self.arrays)}
         text = json.dumps(params, indent=2, sort_keys=True) + "\n"
         tmp_json = root / (WORLD_JSON + ".tmp")
         tmp_json.write_text(text, encoding="utf-8")
@@ -271,7 +271,7 @@ class World:
         if not npz.is_file():
             raise IntegrityError(f"{root}: {WORLD_NPZ} is missing")
         meta = params.pop("arrays", {})
-        if meta.get("sha256") != _sha256(npz):
+        if meta.get("sha256") != sha256_file(npz):
             raise IntegrityError(f"{npz}: sha256 does not match {WORLD_JSON}")
         with np.load(npz, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
@@ -558,12 +558,6 @@ class World:
         return float(mean_r.mean()), float(math.sqrt(var_r.sum() / S) / m)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 __all__ = [
