@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genco_data.components import COMPONENTS, N_COMPONENTS, PAD_TO
+from genco_data.components import N_COMPONENTS
 from genco_data.errors import InvalidInputError
 from reference_model.losses import train_step
 from reference_model.model import (
@@ -32,6 +32,7 @@ from reference_model.model import (
     Selection,
     _mlp,
     check_batch,
+    embed,
     enumerate_combinations,
     sample_slots,
 )
@@ -102,7 +103,7 @@ class MLPPolicy(nn.Module):
         B, K, _ = choices.shape
         present = choices >= 0
         ids = batch.candidates.gather(2, choices.clamp(min=0).transpose(1, 2)).transpose(1, 2)  # (B, K, 6)
-        e = self.elements.table(ids + self.elements.offsets)  # (B, K, 6, d)
+        e = embed(self.elements.table, ids + self.elements.offsets)  # (B, K, 6, d)
         e = e * present.unsqueeze(-1)
         ctx = self.context(batch)[:, None, :].expand(-1, K, -1)  # (B, K, 7d)
         x = torch.cat([ctx, e.flatten(2), present.to(e.dtype)], dim=-1)
@@ -156,7 +157,7 @@ class DCOPolicy:
         self._keys: np.ndarray | None = None
 
     def fit(self, batches: Iterable[BatchLike]) -> "DCOPolicy":
-        keys, clicks, elems = [], [], []
+        keys, clicks = [], []
         n_elem = 0
         for batch in batches:
             ex = batch.exposed.cpu().numpy()  # (B, 6)

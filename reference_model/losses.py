@@ -9,6 +9,8 @@ logit of the shown element of component j (present components P_i only), π the 
     L_RL   = mean_i [ −r_i Σ_{j∈P_i} log π(c_ij)                                 logged combinations
                      − mean_k (r̂_ik − b_ik) Σ_j log π(c^(k)_ij) ]                 K draws c^(k) ~ π   (Eq. 22)
     L      = L_MIL + λ · L_RL,   λ = 0.15                                        (Eq. 23)
+    (+ β · L_BC, L_BC = mean_i −Σ_{j∈P_i} log π(c_ij): behaviour cloning, ours, off unless
+     GenCOConfig.bc_weight = β > 0 — the "genco_bc" variant, not the paper's GenCO)
 
 BCE is the full binary cross-entropy (the paper prints only the y·log σ term of Eq. 11-12; read as the usual
 cross-entropy). Logged reward r = 1 for a click, −0.1 otherwise (paper); no importance weight for the
@@ -44,9 +46,10 @@ class LossBreakdown(NamedTuple):
     comb: Tensor  # scalar L_comb (detached)
     ele: Tensor  # scalar L_ele (detached)
     rl: Tensor  # scalar L_RL (detached; 0 when RL is off)
+    bc: Tensor | None = None  # scalar L_BC (detached; 0 when bc_weight = 0, the paper's loss)
 
     def as_floats(self) -> dict[str, float]:
-        return {k: float(v.detach()) for k, v in self._asdict().items()}
+        return {k: float(v.detach()) for k, v in self._asdict().items() if v is not None}
 
 
 def comb_loss(s: Tensor, click: Tensor) -> Tensor:
@@ -82,7 +85,8 @@ def sampled_policy_gradient(logp_sampled: Tensor, s_sampled: Tensor, reward_clic
 
 
 def genco_loss(out: GenCOOutput, batch: BatchLike, config: GenCOConfig) -> LossBreakdown:
-    """L = [L_comb] + [L_ele] + λ·[L_RL], each term switched by ``config`` (comb_loss, ele_loss, use_rl)."""
+    """L = [L_comb] + [L_ele] + λ·[L_RL] (+ β·L_BC), each term switched by ``config`` (comb_loss, ele_loss,
+    use_rl, bc_weight)."""
     click = batch.click
     zero = out.s.new_zeros(())
     lc = comb_loss(out.s, click) if config.comb_loss else zero
@@ -93,7 +97,11 @@ def genco_loss(out: GenCOOutput, batch: BatchLike, config: GenCOConfig) -> LossB
         if out.logp_sampled is not None:
             lrl = lrl + sampled_policy_gradient(out.logp_sampled, out.s_sampled, config.reward_click, config.reward_no_click)
     total = lc + le + config.rl_lambda * lrl
-    return LossBreakdown(total, lc.detach(), le.detach(), lrl.detach())
+    lbc = zero
+    if config.bc_weight > 0:
+        lbc = -out.logp_exposed.sum(-1).mean()
+        total = total + config.bc_weight * lbc
+    return LossBreakdown(total, lc.detach(), le.detach(), lrl.detach(), lbc.detach())
 
 
 def train_step(
