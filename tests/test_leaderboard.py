@@ -225,7 +225,9 @@ def test_render_is_deterministic_and_ranked(release, tmp_path):
     assert "## Dataset version 1.0.0" in text and "Test random" in text and "Test first" in text
     rows = [l for l in text.splitlines() if l.startswith("| 1 |") or l.startswith("| 2 |")]
     assert len(rows) == 2
-    loaded = {e.method: e.metrics[lb.RANK_METRIC].mean for e in lb.load_entries(entries)}
+    assert lb.rank_metric(lb.load_entries(entries)) == lb.TRUTH_RANK_METRIC  # synthetic: ranked by the truth
+    assert "Ranked by `headroom_captured`" in text
+    loaded = {e.method: e.metrics[lb.TRUTH_RANK_METRIC].mean for e in lb.load_entries(entries)}
     best = max(loaded, key=loaded.get)
     assert rows[0].split("|")[2].strip() == best
     assert main(["leaderboard", "render", "--entries", str(entries), "--out", str(tmp_path / "C.md")]) == 0
@@ -239,3 +241,11 @@ def test_committed_board_matches_committed_entries():
     if not any(entries.glob("*.json")):
         pytest.skip("no reference entries committed yet")
     assert board.read_text(encoding="utf-8") == lb.render_board(lb.load_entries(entries)), "run `genco leaderboard render`"
+
+
+def test_rank_metric_falls_back_to_offline_lifts_without_truth(release, tmp_path):
+    entry = lb.verify_submission(_submission(release, tmp_path / "r"), release)
+    assert lb.rank_metric([entry]) == lb.TRUTH_RANK_METRIC
+    real = entry.model_copy(update={"synthetic": False})
+    assert lb.rank_metric([entry, real]) == lb.RANK_METRIC
+    assert "Ranked by `mean_component_lift`" in lb.render_board([real])
