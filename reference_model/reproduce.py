@@ -53,7 +53,7 @@ LABELS: dict[str, str] = {
 DEFAULT_SEEDS = 5
 #: Methods whose predictions do not depend on the seed (DCO counts and ranks deterministically).
 DETERMINISTIC: frozenset[str] = frozenset({"dco"})
-CODE_URL = "https://github.com/genco-data/genco-data/tree/main/reference_model"
+CODE_URL = "../reference_model"  # relative to cards/LEADERBOARD.md, where the board links it
 PAPER_URL = "https://arxiv.org/abs/2508.09730"
 
 #: Training settings of reproduce (and the demo). Paper: SGD, lr 5e-3, batch 1024, chronological, no
@@ -190,7 +190,7 @@ def write_submission(folder: Path, method: str, release: Release, files: list[tu
     sub = Submission(
         method=LABELS.get(method, method) + " (genco-data reference)",
         authors=["genco-data reference implementation"],
-        contact="https://github.com/genco-data/genco-data/issues",
+        contact="the genco-data issue tracker",
         code_url=CODE_URL,
         command=command,
         paper_url=PAPER_URL,

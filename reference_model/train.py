@@ -40,7 +40,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from torch import nn
 from genco_data import __version__
 from genco_data.components import CONFIGS, SPLITS
 from genco_data.errors import GencoError, InvalidInputError
+from genco_data.fsutil import atomic_write as _atomic_write  # temp file + fsync + os.replace
 from genco_data.release import MANIFEST_NAME, Release, sha256_file
 from genco_data.torch_data import REQUIRED_COLUMNS, Batch, Vocabularies, pad_table
 from reference_model.baselines import DCOPolicy, MLPPolicy
@@ -159,27 +159,6 @@ class TrainConfig:
 
 
 # --------------------------------------------------------------------------------------- file helpers
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then ``os.replace(tmp, path)``: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write_json(path: Path, payload: Any) -> None:
     text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
     _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
