@@ -141,3 +141,12 @@ def set_cells(table: pa.Table, column: str, rows: dict[int, object]) -> pa.Table
         arr = pa.array(values)
     idx = table.schema.get_field_index(column)
     return table.set_column(idx, pa.field(column, arr.type, nullable=True), arr)
+
+
+def read_manifest(release: Path) -> dict:
+    """A release's manifest.json as a plain dict (for tests that edit it by hand)."""
+    return json.loads((Path(release) / "manifest.json").read_text())
+
+
+def write_manifest(release: Path, manifest: dict) -> None:
+    (Path(release) / "manifest.json").write_text(json.dumps(manifest, indent=2))

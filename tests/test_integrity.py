@@ -27,7 +27,7 @@ import pytest
 
 import genco_data.card as card_module
 import genco_data.release as release_module
-from factories import START, make_impressions, write_csv, write_parquet, write_world
+from factories import START, make_impressions, read_manifest as _manifest, write_csv, write_parquet, write_manifest as _write_manifest, write_world
 from genco_data.build import BuildConfig, build_release
 from genco_data.cli import main
 from genco_data.components import COMPONENTS, exposed_col
@@ -57,14 +57,6 @@ def release(built, tmp_path) -> Path:
     out = tmp_path / "release"
     shutil.copytree(built, out)
     return out
-
-
-def _manifest(p: Path) -> dict:
-    return json.loads((p / "manifest.json").read_text())
-
-
-def _write_manifest(p: Path, m: dict) -> None:
-    (p / "manifest.json").write_text(json.dumps(m, indent=2))
 
 
 def _files(p: Path) -> list[str]:

@@ -8,7 +8,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import datetime as dt  # noqa: E402
-import json  # noqa: E402
 import shutil  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -17,7 +16,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
-from factories import START, make_impressions, write_parquet, write_world  # noqa: E402
+from factories import START, make_impressions, read_manifest as _manifest, write_parquet, write_manifest as _write_manifest, write_world  # noqa: E402
 from genco_data.build import BuildConfig, build_release  # noqa: E402
 from genco_data.card import card_front_matter, render_card  # noqa: E402
 from genco_data.components import COMPONENTS, candidates_col  # noqa: E402
@@ -44,14 +43,6 @@ def release(built, tmp_path) -> Path:
     out = tmp_path / "release"
     shutil.copytree(built, out)
     return out
-
-
-def _manifest(p: Path) -> dict:
-    return json.loads((p / "manifest.json").read_text())
-
-
-def _write_manifest(p: Path, m: dict) -> None:
-    (p / "manifest.json").write_text(json.dumps(m, indent=2))
 
 
 # ------------------------------------------------------------------------------------------- verify
