@@ -17,7 +17,7 @@ test: install
 	$(PYTHON) -m pytest -q
 
 bench: install
-	$(PYTHON) benchmarks/build.py && $(PYTHON) benchmarks/loader.py && $(PYTHON) benchmarks/evaluate.py && $(PYTHON) benchmarks/train.py
+	$(PYTHON) benchmarks/synth.py && $(PYTHON) benchmarks/build.py && $(PYTHON) benchmarks/loader.py && $(PYTHON) benchmarks/evaluate.py && $(PYTHON) benchmarks/train.py
 
 schema:
 	$(PYTHON) -m genco_data.arrow .
