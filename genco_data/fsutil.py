@@ -45,6 +45,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
         raise
 
 
+def read_json_object(path: str | os.PathLike, error: type[Exception]) -> dict[str, Any]:
+    """A JSON file that must hold an object; anything else raises ``error`` with a one-line message."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise error(f"{path}: expected a JSON object")
+    return value
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"))
 
@@ -54,4 +65,4 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-__all__ = ["sha256_file", "atomic_write", "write_text_atomic", "write_json_atomic"]
+__all__ = ["sha256_file", "read_json_object", "atomic_write", "write_text_atomic", "write_json_atomic"]

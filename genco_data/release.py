@@ -15,7 +15,6 @@ Every other module finds files through this one (never by spelling paths itself)
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import re
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from genco_data.components import CONFIGS, SPLITS
-from genco_data.fsutil import sha256_file
+from genco_data.fsutil import read_json_object, sha256_file
 from genco_data.errors import BackwardCompatibilityError, ForwardCompatibilityError, IntegrityError
 from genco_data.records import FORMAT_MAJOR, FORMAT_VERSION, Manifest
 
@@ -87,12 +86,7 @@ class Release:
         mpath = root / MANIFEST_NAME
         if not mpath.is_file():
             raise IntegrityError(f"{root}: not a release folder (no {MANIFEST_NAME})")
-        try:
-            raw = json.loads(mpath.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IntegrityError(f"{mpath}: not valid JSON ({exc})") from None
-        if not isinstance(raw, dict):
-            raise IntegrityError(f"{mpath}: expected a JSON object")
+        raw = read_json_object(mpath, IntegrityError)
         check_format_version(raw.get("format_version", "?"), str(mpath))
         try:
             manifest = Manifest.model_validate(raw)

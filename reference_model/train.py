@@ -57,6 +57,7 @@ from genco_data import __version__
 from genco_data.components import CONFIGS, SPLITS
 from genco_data.errors import GencoError, InvalidInputError
 from genco_data.fsutil import atomic_write as _atomic_write  # temp file + fsync + os.replace
+from genco_data.fsutil import read_json_object
 from genco_data.release import MANIFEST_NAME, Release, sha256_file
 from genco_data.torch_data import REQUIRED_COLUMNS, Batch, Vocabularies, pad_table
 from reference_model.baselines import DCOPolicy, MLPPolicy
@@ -188,10 +189,7 @@ def read_run_config(out: str | os.PathLike) -> dict[str, Any]:
     path = Path(out) / CONFIG_NAME
     if not path.is_file():
         raise InvalidInputError(f"{out}: not a training run folder (no {CONFIG_NAME})")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"{path}: not valid JSON ({exc})") from None
+    meta = read_json_object(path, InvalidInputError)  # a non-object config.json is refused too
     if meta.get("format") != RUN_FORMAT or meta.get("version") != RUN_VERSION:
         raise InvalidInputError(f"{path}: expected format {RUN_FORMAT!r} version {RUN_VERSION}, got {meta.get('format')!r} {meta.get('version')!r}")
     return meta

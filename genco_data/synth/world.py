@@ -58,7 +58,7 @@ import pyarrow as pa
 from genco_data import __version__
 from genco_data.components import COMPONENTS, N_COMPONENTS, candidates_col
 from genco_data.errors import IntegrityError, InvalidInputError, SchemaError
-from genco_data.fsutil import sha256_file
+from genco_data.fsutil import read_json_object, sha256_file
 from genco_data.synth.config import SynthConfig
 
 GENERATOR = f"genco_data.synth {__version__}"
@@ -260,12 +260,9 @@ class World:
         jpath = root / WORLD_JSON
         if not jpath.is_file():
             raise InvalidInputError(f"{root}: no {WORLD_JSON} (not a simulator world, or an interrupted simulation)")
-        try:
-            params = json.loads(jpath.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IntegrityError(f"{jpath}: not valid JSON ({exc})") from None
-        if not isinstance(params, dict) or params.get("world_format") != WORLD_FORMAT:
-            found = params.get("world_format") if isinstance(params, dict) else None
+        params = read_json_object(jpath, IntegrityError)
+        if params.get("world_format") != WORLD_FORMAT:
+            found = params.get("world_format")
             raise InvalidInputError(f"{jpath}: world_format {found!r}, this genco-data reads {WORLD_FORMAT}")
         npz = root / WORLD_NPZ
         if not npz.is_file():
