@@ -50,7 +50,7 @@ def _date(s: str) -> dt.date:
 def _synth(args):
     from genco_data.synth import SynthConfig, simulate
 
-    cfg = SynthConfig(train_rows=args.train_rows, test_rows=args.test_rows, seed=args.seed)
+    cfg = SynthConfig.with_settings(args.set, args.preset, train_rows=args.train_rows, test_rows=args.test_rows, seed=args.seed)
     summary = simulate(cfg, Path(args.out), progress=not args.quiet)
     _emit(args, summary, f"wrote {summary['train_rows']:,} train + {summary['test_rows']:,} test rows to {args.out}")
 
@@ -186,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--train-rows", type=int, default=200_000)
     sp.add_argument("--test-rows", type=int, default=50_000)
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--preset", default="default", help="named settings: default, or learnable (shared element catalogs "
+                    "that clicks can rank; see benchmarks/README.md)")
+    sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="any other SynthConfig field, e.g. --set catalog_size=16 --set catalog_scope=global (repeatable)")
 
     sp = verb("build", "validate raw Parquet/JSONL/CSV and write a release folder")
     sp.add_argument("sources", nargs="+", help="raw files or folders (Parquet, JSONL, CSV); a world/ inside is carried over")

@@ -66,10 +66,29 @@ def ele_loss(p_exposed: Tensor, present: Tensor, click: Tensor) -> Tensor:
     return (per * m).sum() / m.sum().clamp(min=1.0)
 
 
-def logged_policy_gradient(logp_exposed: Tensor, click: Tensor, reward_click: float, reward_no_click: float) -> Tensor:
-    """REINFORCE on the logged combinations: mean_i −r_i Σ_j log π(c_ij), r = reward_click if y else reward_no_click.
-    logp_exposed (B, 6) (0 for absent components), click (B,)."""
+def logged_policy_gradient(
+    logp_exposed: Tensor,
+    click: Tensor,
+    reward_click: float,
+    reward_no_click: float,
+    propensity: Tensor | None = None,
+    clip: float = 0.0,
+) -> Tensor:
+    """REINFORCE on the logged combinations: mean_i −r_i Σ_j ρ_ij log π(c_ij), r = reward_click if y else
+    reward_no_click. logp_exposed (B, 6) (0 for absent components), click (B,).
+
+    ``clip`` > 0 (with ``propensity`` (B, 6), the logging policy's probability μ of each shown element):
+    per-component importance weight ρ_ij = min(π(c_ij) / μ_ij, clip), detached — the off-policy correction
+    for rows logged by another policy. Without it (ρ ≡ 1, the paper's Eq. 22 read literally) the gradient is
+    unbiased only for rows sampled from π itself: on production-logged rows the mostly negative reward
+    (−0.1 for a non-click) pushes π away from whatever production showed most, i.e. from its best guesses.
+    With ρ, a constant reward adds nothing in expectation (E_μ[ρ ∇log π] = ∇Σπ = 0)."""
     r = torch.where(click > 0.5, reward_click, reward_no_click).to(logp_exposed.dtype)  # (B,)
+    if clip > 0 and propensity is not None:
+        with torch.no_grad():
+            mu = propensity.to(logp_exposed.dtype).clamp(min=1e-6)
+            rho = (logp_exposed.exp() / mu).clamp(max=clip)  # absent: logp 0 -> its term is 0 anyway
+        return -(r[:, None] * rho * logp_exposed).sum(-1).mean()
     return -(r * logp_exposed.sum(-1)).mean()
 
 
@@ -93,7 +112,8 @@ def genco_loss(out: GenCOOutput, batch: BatchLike, config: GenCOConfig) -> LossB
     le = ele_loss(out.p_exposed, out.present, click) if config.ele_loss else zero
     lrl = zero
     if config.use_rl:
-        lrl = logged_policy_gradient(out.logp_exposed, click, config.reward_click, config.reward_no_click)
+        lrl = logged_policy_gradient(out.logp_exposed, click, config.reward_click, config.reward_no_click,
+                                     batch.propensity, config.off_policy_clip)
         if out.logp_sampled is not None:
             lrl = lrl + sampled_policy_gradient(out.logp_sampled, out.s_sampled, config.reward_click, config.reward_no_click)
     total = lc + le + config.rl_lambda * lrl

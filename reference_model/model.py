@@ -118,6 +118,11 @@ class GenCOConfig:
     # age, gender, category embeddings; per component log(1+n) and presence; and, if pool_context, the mean
     # candidate embedding of each component.
     pool_context: bool = True
+    # Std of the normal init of every id-embedding table (the paper is silent; ours). torch's N(0, 1) gives
+    # each element a random score offset of a few tenths of a logit, larger than the planted creative
+    # effects, and the few exposures of an element cannot wash it out; small-std init (common in CTR models)
+    # starts every element equal, so differences in its score are learned from clicks.
+    emb_init_std: float = 1.0
     use_mil: bool = True  # False = "w/o MIL": separate combination MLP on concatenated features (see GenCO)
     use_rl: bool = True  # False = "w/o RL" (λ = 0)
     use_cross_attention: bool = True  # False = "w/o context": z ≡ 0
@@ -130,6 +135,10 @@ class GenCOConfig:
     # rl_samples combinations drawn from π, rewarded by the expected reward under the detached combination
     # CTR σ(s), with a leave-one-out baseline. 0 = logged combinations only.
     rl_samples: int = 4
+    # Off-policy correction of the logged policy-gradient term (ours; the paper trains on rows its own policy
+    # sampled and is silent here): importance weight min(π/μ, clip) per shown element, μ = the logged
+    # propensity. 0 = off (Eq. 22 read literally; on production-logged rows it pushes π away from production).
+    off_policy_clip: float = 0.0
     # Behaviour cloning of the logging policy (ours, NOT in the paper; 0 = the paper's loss): adds
     # bc_weight · mean_i −Σ_j log π(c_ij) over the logged combinations, i.e. the logged REINFORCE term with a
     # constant reward of 1, which pulls π towards what the production policy showed (its knowledge).
@@ -162,6 +171,8 @@ class GenCOConfig:
             raise InvalidInputError(f"GenCOConfig.pad_to must equal the data contract's PAD_TO={PAD_TO}; got {self.pad_to}")
         if self.inference not in INFERENCE_MODES:
             raise InvalidInputError(f"GenCOConfig.inference must be one of {INFERENCE_MODES}; got {self.inference!r}")
+        if not (self.off_policy_clip >= 0 and self.emb_init_std > 0):
+            raise InvalidInputError(f"GenCOConfig: need off_policy_clip >= 0 and emb_init_std > 0; got {self.off_policy_clip}, {self.emb_init_std}")
         if self.bc_weight < 0:
             raise InvalidInputError(f"GenCOConfig.bc_weight must be >= 0; got {self.bc_weight}")
         if self.rl_lambda < 0 or self.rl_samples < 0:
@@ -461,6 +472,10 @@ class GenCO(nn.Module):
         self.context = ContextFeatures(c.vocab_sizes, d, sparse=c.sparse_embeddings)
         self.elements = ElementEmbeddings(c.vocab_sizes, d, sparse=c.sparse_embeddings)
         self.component_type = nn.Embedding(N_COMPONENTS, d)  # emb(C_j)
+        if c.emb_init_std != 1.0:
+            with torch.no_grad():
+                for table in [*self.context.tables.values(), self.elements.table]:
+                    table.weight.normal_(0.0, c.emb_init_std)
         enc_in = self.context.out_dim + 2 * N_COMPONENTS + (N_COMPONENTS * d if c.pool_context else 0)
         self.encoder = _mlp([enc_in, *c.encoder_dims], batchnorm=True)  # -> h, last layer Linear+BN
         self.attention = CrossComponentAttention(d, c.attn_dim)

@@ -116,6 +116,9 @@ class TrainConfig:
     resume: bool = False  # continue the run in `out` from its last checkpoint
     packed: bool = True  # GenCO's fast path (real candidates only); False = the padded reference path
     sparse_embeddings: bool = False  # sparse id-table gradients (SGD only, not with DDP)
+    # GenCO options where the paper is silent (ours; defaults = the paper read literally, see GenCOConfig)
+    off_policy_clip: float = 0.0  # importance weight min(π/μ, clip) on the logged policy-gradient term; 0 = off
+    emb_init_std: float = 1.0  # std of the id-embedding init (torch's default 1.0)
     log_every: int = 50  # steps between metrics.jsonl lines (and progress-bar updates)
     save_every: int = 100  # steps between checkpoints (0 = only at epoch ends); every epoch end saves too
     quiet: bool = False  # no progress bar, no per-epoch lines
@@ -145,6 +148,10 @@ class TrainConfig:
             raise InvalidInputError(f"--lr must be a positive number; got {self.lr!r}")
         if self.sparse_embeddings and self.optimizer != "sgd":
             raise InvalidInputError("--sparse-embeddings needs --optimizer sgd (Adam does not take sparse gradients)")
+        for name, lo, strict in (("off_policy_clip", 0.0, False), ("emb_init_std", 0.0, True)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo or (strict and v == lo):
+                raise InvalidInputError(f"--{name.replace('_', '-')} must be a finite number {'>' if strict else '>='} {lo}; got {v!r}")
         if self.data is None and not self.resume:
             raise InvalidInputError("--data RELEASE is required (or --resume to continue a run)")
         if not 0 < self.dco_delta < 1 or self.dco_prior <= 0 or self.mlp_cap < 1:
@@ -204,7 +211,8 @@ def build_policy(method: str, vocab_sizes: dict[str, int], cfg: TrainConfig, mod
         if model_config is not None:
             gcfg = GenCOConfig.from_dict(model_config)
         else:
-            gcfg = GenCOConfig.variant(method, vocab_sizes, packed=cfg.packed, sparse_embeddings=cfg.sparse_embeddings)
+            gcfg = GenCOConfig.variant(method, vocab_sizes, packed=cfg.packed, sparse_embeddings=cfg.sparse_embeddings,
+                                       off_policy_clip=float(cfg.off_policy_clip), emb_init_std=float(cfg.emb_init_std))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             return GenCO(gcfg)
@@ -818,6 +826,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--padded", action="store_true", help="GenCO's padded reference path instead of the packed one")
     p.add_argument("--sparse-embeddings", action="store_true", help="sparse id-table gradients (SGD, single process)")
+    p.add_argument("--off-policy-clip", type=float, default=d.off_policy_clip,
+                   help="GenCO: importance-weight the logged policy-gradient term by min(pi/propensity, CLIP); "
+                        "0 = off, the paper's Eq. 22 (default 0)")
+    p.add_argument("--emb-init-std", type=float, default=d.emb_init_std, help="GenCO: std of the id-embedding init (default 1.0, torch's)")
     p.add_argument("--log-every", type=int, default=None, help=f"steps between metrics lines (default {d.log_every})")
     p.add_argument("--save-every", type=int, default=None, help=f"steps between checkpoints, 0 = epoch ends only (default {d.save_every})")
 
@@ -831,7 +843,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=args.data, out=args.out, method=args.method, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         seed=args.seed, bf16=args.bf16, max_rows=args.max_rows, resume=args.resume, packed=not args.padded,
-        sparse_embeddings=args.sparse_embeddings, quiet=getattr(args, "quiet", False), **opt,
+        sparse_embeddings=args.sparse_embeddings, off_policy_clip=args.off_policy_clip, emb_init_std=args.emb_init_std,
+        quiet=getattr(args, "quiet", False), **opt,
     )
 
 

@@ -145,6 +145,8 @@ def test_config_round_trips_through_json():
         ({"ele_loss": False, "comb_loss": False, "use_rl": False}, "trains nothing"),
         ({"comb_loss": False}, "combination head is untrained"),
         ({"emb_dim": 0}, "emb_dim must be >= 1"),
+        ({"off_policy_clip": -1.0}, "off_policy_clip >= 0"),
+        ({"emb_init_std": 0.0}, "emb_init_std > 0"),
     ],
 )
 def test_config_rejects_bad_values(overrides, pattern):
@@ -303,6 +305,42 @@ def test_policy_gradient_terms_match_their_formulas():
     assert sampled_policy_gradient(lp, s, 1.0, -0.1) == 0
     r = torch.sigmoid(torch.tensor(0.0)) * 1.1 - 0.1  # K = 1: no baseline
     torch.testing.assert_close(sampled_policy_gradient(lp[:, :1], s[:, :1], 1.0, -0.1), r * 1.0)
+
+
+
+def test_off_policy_correction_removes_the_pull_of_a_constant_reward():
+    """Rows logged by μ = (0.5, 0.25, 0.25) in exact proportion, every one a non-click (r = −0.1). Read literally,
+    Eq. 22 pushes π away from what μ showed most; with ρ = π/μ the expected gradient of a constant reward is 0."""
+    logits = torch.tensor([0.3, -0.2, 0.1], requires_grad=True)
+    mu = torch.tensor([0.5, 0.25, 0.25])
+    shown = torch.tensor([0, 0, 1, 2])  # frequencies = μ
+    click = torch.zeros(4)
+
+    def grad(clip: float) -> torch.Tensor:
+        logits.grad = None
+        logp = torch.log_softmax(logits, 0)[shown]
+        lp = torch.stack([logp, torch.zeros(4)], 1)  # a second, absent component contributes nothing
+        prop = torch.stack([mu[shown], torch.zeros(4)], 1)
+        logged_policy_gradient(lp, click, 1.0, -0.1, prop, clip).backward()
+        return logits.grad.clone()
+
+    literal = grad(0.0)
+    assert literal[0] > 0 and literal[1:].sum() < 0, "gradient descent lowers the logit production showed most"
+    torch.testing.assert_close(grad(10.0), torch.zeros(3), atol=1e-7, rtol=0)
+    # a click still counts: with ρ the clicked element's logit rises
+    click = torch.tensor([0.0, 0.0, 1.0, 0.0])
+    assert grad(10.0)[1] < 0
+    # the weight is clipped and detached (the correction does not change the formula of the literal term)
+    big = torch.tensor([[-0.01]], requires_grad=True)
+    loss = logged_policy_gradient(big, torch.tensor([1.0]), 1.0, -0.1, torch.tensor([[1e-4]]), 3.0)
+    torch.testing.assert_close(loss, torch.tensor(3.0 * 0.01))
+
+
+def test_embedding_init_std_is_applied_to_id_tables_only():
+    small = GenCO(GenCOConfig(vocab_sizes=vocab(), emb_init_std=1e-3))
+    assert float(small.elements.table.weight.abs().max()) < 0.01
+    assert all(float(t.weight.abs().max()) < 0.01 for t in small.context.tables.values())
+    assert float(GenCO(GenCOConfig(vocab_sizes=vocab())).elements.table.weight.std()) > 0.5  # torch's N(0, 1)
 
 
 # ------------------------------------------------------------------------------------------------ learning

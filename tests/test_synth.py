@@ -2,6 +2,7 @@
 ground truth (exact CTR, exact optimum, policy / uniform / per-component values), saved without pickle."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -472,3 +473,81 @@ def test_cli_synth(tmp_path, capsys):
     assert payload["test_start_day"] == "2025-07-23" and payload["seed"] == 0
     assert cli.main(["synth", "--out", str(out), "--train-rows", "-5", "--quiet"]) == 2
     assert "genco synth: error: SynthConfig.train_rows: expected an int >= 0, got -5" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------- shared catalogs
+@pytest.mark.parametrize("scope", ["category", "global"])
+def test_shared_catalogs_recur_across_ads_keep_table1_and_never_repeat_inside_a_pool(tmp_path, scope):
+    cfg = dataclasses.replace(CFG, catalog_size=16, catalog_scope=scope)
+    simulate(cfg, tmp_path / "s", progress=False)
+    table = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "s" / "raw").glob("part-*.parquet"))])
+    world = World.load(tmp_path / "s" / "world")
+    train = table.filter(pc.equal(table.column("logging_policy"), "production"))
+    n = _lengths(train)
+    ad = train.column("ad_id").to_numpy()
+    for j, c in enumerate(COMPONENTS):
+        col = table.column(candidates_col(c)).combine_chunks()
+        flat = col.flatten().to_numpy()
+        row = np.repeat(np.arange(len(col)), np.diff(col.offsets.to_numpy()))
+        assert len(np.unique(np.stack([row, flat], 1), axis=0)) == len(flat), f"{c}: an element twice in one pool"
+        # the world holds the catalog, not one element per slot: far fewer elements than (ad, slot) pairs
+        n_elements = len(world.arrays[f"elem{j}_id"])
+        groups = len(CATEGORIES) if scope == "category" else 1
+        assert 16 * groups <= n_elements <= groups * max(16, int(n.max()) * 2), (c, n_elements)
+        assert np.isin(flat, world.arrays[f"elem{j}_id"]).all()
+        # an element is shown under many ads
+        shown = train.column(exposed_col(c)).fill_null(-1).to_numpy()
+        tc = train.column(candidates_col(c)).combine_chunks()
+        has = shown >= 0
+        ids = tc.flatten().to_numpy()[tc.offsets.to_numpy()[:-1][has] + shown[has]]
+        ads_per_element = [len(np.unique(ad[has][ids == e])) for e in np.unique(ids)[:20]]
+        # (per slot it is exactly 1; components on few ads with long-tailed pools recur less)
+        assert np.mean(ads_per_element) >= (5 if PAPER_COVERAGE[c] == 1.0 else 1.3), (c, ads_per_element)
+        if scope == "category":  # an element belongs to one category
+            cats = train.column("category").to_numpy(zero_copy_only=False)[has]
+            assert all(len(set(cats[ids == e])) == 1 for e in np.unique(ids)[:20])
+        has_c = n[:, j] > 0
+        assert abs(has_c.mean() - PAPER_COVERAGE[c]) <= 0.03 and abs(n[has_c, j].mean() / PAPER_AVG_CANDIDATES[c] - 1) <= 0.10
+    assert world.params["config"]["catalog_size"] == 16 and world.params["config"]["catalog_scope"] == scope
+
+
+def test_catalog_default_is_one_element_per_slot_and_same_seed_same_bytes(tmp_path):
+    cfg = SynthConfig(train_rows=3000, test_rows=500, seed=5, catalog_size=16)
+    a, b = simulate(cfg, tmp_path / "a", progress=False), simulate(cfg, tmp_path / "b", progress=False)
+    assert a["base"] == b["base"]
+    for p in sorted((tmp_path / "a" / "raw").glob("part-*.parquet")):
+        assert p.read_bytes() == (tmp_path / "b" / "raw" / p.name).read_bytes()
+    per_slot = simulate(SynthConfig(train_rows=3000, test_rows=500, seed=5), tmp_path / "c", progress=False)
+    shared = World.load(tmp_path / "a" / "world")
+    own = World.load(tmp_path / "c" / "world")
+    assert len(own.arrays["elem0_id"]) > 2 * len(shared.arrays["elem0_id"])
+    assert per_slot["base"] != a["base"]
+
+
+def test_synth_set_overrides_fields_and_refuses_bad_ones(tmp_path, capsys):
+    from genco_data import cli
+
+    cfg = SynthConfig.with_settings(["catalog_size=12", "catalog-scope=global", "quality_scale=0.05", "n_ads=none"], train_rows=10)
+    assert (cfg.catalog_size, cfg.catalog_scope, cfg.quality_scale, cfg.n_ads, cfg.train_rows) == (12, "global", 0.05, None, 10)
+    out = tmp_path / "o"
+    argv = ["synth", "--out", str(out), "--train-rows", "2000", "--test-rows", "300", "--quiet"]
+    assert cli.main([*argv, "--set", "catalog_size=16", "--set", "catalog_scope=global", "--json"]) == 0
+    assert json.loads((out / "world" / "world.json").read_text())["config"]["catalog_scope"] == "global"
+    # a preset, and --set on top of it
+    assert cli.main([*argv, "--preset", "learnable", "--set", "quality_scale=0.07"]) == 0
+    saved = json.loads((out / "world" / "world.json").read_text())["config"]
+    assert (saved["catalog_size"], saved["catalog_scope"], saved["quality_scale"], saved["taste_scale"]) == (16, "global", 0.07, 0.01)
+    assert cli.main([*argv, "--preset", "huge"]) == 2 and "--preset 'huge': expected one of default, learnable" in capsys.readouterr().err
+    capsys.readouterr()
+    for bad, pattern in [
+        ("bogus=1", "expected NAME=VALUE with NAME one of"),
+        ("catalog_size", "expected NAME=VALUE"),
+        ("catalog_size=x", "catalog_size expects an int or none"),
+        ("quality_scale=big", "quality_scale expects float"),
+        ("catalog_scope=world", "catalog_scope: expected 'category' or 'global'"),
+        ("start_day=2025-01-01", "expected NAME=VALUE"),
+        ("catalog_size=0", "catalog_size: expected an int >= 1"),
+    ]:
+        assert cli.main([*argv, "--set", bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert pattern in err and "Traceback" not in err and err.count("\n") == 1, (bad, err)

@@ -275,6 +275,8 @@ def test_ddp_two_cpu_processes_train_on_disjoint_shards(release, tmp_path):
         (["train", "--data", "{rel}", "--out", "{tmp}/x", "--optimizer", "lbfgs"], "--optimizer must be"),
         (["train", "--data", "{rel}", "--out", "{tmp}/x", "--epochs", "0"], "--epochs must be"),
         (["train", "--out", "{tmp}/x"], "--data RELEASE is required"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--off-policy-clip", "-1"], "--off-policy-clip must be a finite number >= 0"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--emb-init-std", "0"], "--emb-init-std must be a finite number > 0"),
         (["train", "--data", "{rel}", "--out", "{tmp}"], "exists and is not empty"),
         (["predict", "--model", "{tmp}/none", "--data", "{rel}", "--out", "{tmp}/p.parquet"], "not a training run folder"),
         (["reproduce", "--data", "{rel}", "--out", "{tmp}/r", "--methods", "genco,magic"], "unknown magic"),
@@ -294,6 +296,11 @@ def test_cli_train_and_predict(release, tmp_path, capsys):
     assert s["method"] == "wo_rl" and s["steps"] == 4
     assert genco(["predict", "--model", str(tmp_path / "m"), "--data", str(release), "--out", str(tmp_path / "p.parquet"), "--quiet"]) == 0
     assert "wrote 1,000 predictions of wo_rl" in capsys.readouterr().out
+    # the two GenCO options where the paper is silent reach the saved model config
+    argv = ["train", "--data", str(release), "--out", str(tmp_path / "o"), "--off-policy-clip", "5", "--emb-init-std", "0.01", "--quiet"]
+    assert genco(argv) == 0
+    saved = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert saved["train"]["off_policy_clip"] == 5.0 and saved["model"]["off_policy_clip"] == 5.0 and saved["model"]["emb_init_std"] == 0.01
 
 
 # ------------------------------------------------------------------------------------------- reproduce, demo

@@ -33,6 +33,12 @@ class SynthConfig:
     n_ads: Optional[int] = None  # default total_rows // 250, clipped to [200, 1_000_000]
     n_users: Optional[int] = None  # default total_rows // 4, clipped to [500, 20_000_000]
     n_queries: Optional[int] = None  # default total_rows // 20, clipped to [100, 2_000_000]
+    # Element catalogs. None (default): every pool slot has an element of its own, the paper's regime of a few
+    # exposures per element (Table 1, expo_per_day 1-11), where clicks cannot rank the elements (benchmarks/
+    # README.md). An int K: pools draw from shared catalogs of max(K, longest pool) elements per component —
+    # one per category ("category") or one for all ads ("global") — so elements recur across ads.
+    catalog_size: Optional[int] = None
+    catalog_scope: str = "category"
     batch_rows: int = 131_072  # rows generated, held and written per Parquet part (bounds the RAM)
     # --- world (logit scale) ---------------------------------------------------------------------
     appeal_scale: float = 0.8  # sd of the ad's product appeal; dominates the CTR variance
@@ -57,7 +63,7 @@ class SynthConfig:
             "test_days": (self.test_days, 1),
             "batch_rows": (self.batch_rows, 1),
         }
-        for opt in ("n_ads", "n_users", "n_queries"):
+        for opt in ("n_ads", "n_users", "n_queries", "catalog_size"):
             if getattr(self, opt) is not None:
                 ints[opt] = (getattr(self, opt), 1)
         for name, (value, lo) in ints.items():
@@ -93,6 +99,8 @@ class SynthConfig:
                 raise TypeError(f"SynthConfig.{name}: expected a float, got {type(value).__name__} {value!r}")
             if not (math.isfinite(value) and lo <= value <= hi):
                 raise InvalidInputError(f"SynthConfig.{name}: expected a float in [{lo}, {hi}], got {value}")
+        if self.catalog_scope not in ("category", "global"):
+            raise InvalidInputError(f"SynthConfig.catalog_scope: expected 'category' or 'global', got {self.catalog_scope!r}")
         t = self.target_ctr
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not (0.0 < t < 1.0):
             raise InvalidInputError(f"SynthConfig.target_ctr: expected a float in (0, 1), got {t!r}")
@@ -122,6 +130,39 @@ class SynthConfig:
     def num_queries(self) -> int:
         return self.n_queries if self.n_queries is not None else _clip(self.total_rows // 20, 100, 2_000_000)
 
+    @classmethod
+    def with_settings(cls, settings: list[str], preset: str = "default", **fields: Any) -> "SynthConfig":
+        """A config from the :data:`PRESETS` entry ``preset``, then ``fields``, then ``NAME=VALUE`` strings
+        (``genco synth --set``), each value parsed as its field's type (``none`` for an optional int). Unknown
+        names and bad values fail in one line."""
+        if preset not in PRESETS:
+            raise InvalidInputError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+        fields = {**PRESETS[preset], **fields}
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for item in settings:
+            name, sep, text = item.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in known or name == "start_day":
+                settable = ", ".join(n for n in known if n != "start_day")
+                raise InvalidInputError(f"--set {item!r}: expected NAME=VALUE with NAME one of {settable}")
+            default = known[name].default
+            text = text.strip()
+            try:
+                if name in _OPTIONAL_INTS:
+                    value: Any = None if text.lower() == "none" else int(text)
+                elif isinstance(default, bool):
+                    raise ValueError
+                elif isinstance(default, int):
+                    value = int(text)
+                elif isinstance(default, float):
+                    value = float(text)
+                else:
+                    value = text
+            except ValueError:
+                raise InvalidInputError(f"--set {item!r}: {name} expects {'an int or none' if name in _OPTIONAL_INTS else type(default).__name__}") from None
+            fields[name] = value
+        return cls(**fields)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able fields (dates as ISO strings) plus the resolved population sizes."""
         d = dataclasses.asdict(self)
@@ -130,8 +171,19 @@ class SynthConfig:
         return d
 
 
+_OPTIONAL_INTS = ("n_ads", "n_users", "n_queries", "catalog_size")
+
+#: Named field overrides (``genco synth --preset NAME``). ``learnable``: one shared catalog per component
+#: (max(16, longest pool) elements, ~6-10 k exposures each in 200 k rows) and the creative variance moved into
+#: the element quality, so that clicks can rank elements; oracle headroom stays ~18 % (benchmarks/learnable.py).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "learnable": {"catalog_size": 16, "catalog_scope": "global", "quality_scale": 0.055, "taste_scale": 0.01, "synergy_scale": 0.004},
+}
+
+
 def _clip(x: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, x))
 
 
-__all__ = ["SynthConfig"]
+__all__ = ["SynthConfig", "PRESETS"]

@@ -87,6 +87,7 @@ AGE_NULL_RATE = 0.03
 GENDER_NULL_RATE = 0.05
 SEGMENT_COUNT_SHARE = (0.10, 0.30, 0.30, 0.20, 0.10)  # P(0..4 segments)
 CALIBRATION_ROWS = 131_072
+_ASSIGN_CHUNK = 16_384  # ads per block when drawing catalog elements for pool slots
 GUIDE_BINS = 16  # guide-table bins per pool for the production policy's inverse-CDF draw
 _STREAM_WORLD, _STREAM_CALIBRATION, _STREAM_ROWS = 0, 1, 2
 _EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
@@ -107,8 +108,9 @@ class Catalog:
     category_names: pa.Array  # string [C]
     pool_start: list[np.ndarray]  # per component, int64 [A]: first element index of the ad's pool
     pool_len: list[np.ndarray]  # per component, int64 [A]: elements ever in the ad's pool
-    birth: list[np.ndarray]  # per component, int16 [E_j]: first day alive
-    death: list[np.ndarray]  # per component, int16 [E_j]: first day retired
+    birth: list[np.ndarray]  # per component, int16 [slots_j]: first day the slot's element is alive
+    death: list[np.ndarray]  # per component, int16 [slots_j]: first day retired
+    slot_elem: list[np.ndarray]  # per component, int64 [slots_j]: the catalog element a slot shows
 
 
 # ---------------------------------------------------------------------------------------------- world
@@ -119,7 +121,7 @@ def build(cfg: SynthConfig) -> tuple[World, Catalog]:
     C = len(CATEGORIES)
     ad_category = rng.choice(C, size=A, p=CATEGORY_SHARE)
     ad_pop = rng.lognormal(0.0, cfg.popularity_sigma, A)
-    pool_start, pool_len, birth, death = [], [], [], []
+    pool_start, pool_len, birth, death, slot_elem, n_elements = [], [], [], [], [], []
     for comp in COMPONENTS:
         # one traffic-uniform point per ad decides both: present iff v < coverage, then the length is the
         # quantile v / coverage, so the row-weighted coverage and mean length land on Table 1
@@ -129,6 +131,10 @@ def build(cfg: SynthConfig) -> tuple[World, Catalog]:
         k = _pool_length_ppf(PAPER_AVG_CANDIDATES[comp], POOL_DISPERSION[comp], np.minimum(v / cover, 1.0))
         k[~has] = 0
         s, n, b, d = _pools_over_days(rng, k, D, cfg.churn)
+        scope = (ad_category, C) if cfg.catalog_scope == "category" else (np.zeros_like(ad_category), 1)
+        e, size = _assign_catalog(rng, scope[0], n, scope[1], cfg.catalog_size)
+        slot_elem.append(e)
+        n_elements.append(size)
         pool_start.append(s)
         pool_len.append(n)
         birth.append(b)
@@ -152,7 +158,7 @@ def build(cfg: SynthConfig) -> tuple[World, Catalog]:
         user_age=user_age,
         user_gender=user_gender,
         n_queries=Q,
-        n_elements=[len(b) for b in birth],
+        n_elements=n_elements,
     )
     ad_cum = np.cumsum(ad_pop) / ad_pop.sum()
     user_cum = np.cumsum(user_pop) / user_pop.sum()
@@ -173,6 +179,7 @@ def build(cfg: SynthConfig) -> tuple[World, Catalog]:
         pool_len=pool_len,
         birth=birth,
         death=death,
+        slot_elem=slot_elem,
     )
     return world, catalog
 
@@ -250,6 +257,36 @@ def _pools_over_days(rng: np.random.Generator, k: np.ndarray, days: int, churn: 
     return start, length, b[order].astype(np.int16), d[order].astype(np.int16)
 
 
+def _assign_catalog(rng: np.random.Generator, ad_category: np.ndarray, length: np.ndarray, n_categories: int, size: int | None) -> tuple[np.ndarray, int]:
+    """The catalog element each pool slot shows: (slot_elem int64 [Σ length], catalog size).
+
+    ``size`` None: every slot has an element of its own (the catalog is the slots). Otherwise category
+    ``c`` owns ``K_c = max(size, longest slot list of its ads)`` elements (consecutive indices, categories in
+    order) and each ad's slots are a uniform draw *without replacement* from its category's elements, so
+    an element recurs across the ads of its category but never twice in one pool."""
+    total = int(length.sum())
+    if size is None:
+        return np.arange(total, dtype=np.int64), total
+    longest = np.zeros(n_categories, dtype=np.int64)
+    np.maximum.at(longest, ad_category, length)
+    k = np.maximum(longest, size)
+    first = np.cumsum(k) - k
+    out = np.empty(total, dtype=np.int64)
+    k_ad = k.take(ad_category)
+    width = int(k.max())
+    at = 0
+    for lo in range(0, len(length), _ASSIGN_CHUNK):  # bounded memory: chunk × width keys
+        hi = min(len(length), lo + _ASSIGN_CHUNK)
+        keys = rng.random((hi - lo, width))
+        keys[np.arange(width)[None, :] >= k_ad[lo:hi, None]] = 2.0  # beyond the category's catalog
+        perm = np.argsort(keys, axis=1, kind="stable")
+        take = np.arange(width)[None, :] < length[lo:hi, None]
+        picked = (perm + first.take(ad_category[lo:hi])[:, None])[take]
+        out[at : at + len(picked)] = picked
+        at += len(picked)
+    return out, int(k.sum())
+
+
 # ---------------------------------------------------------------------------------------------- pools
 @dataclass
 class DayPools:
@@ -276,8 +313,8 @@ def day_pools(world: World, cat: Catalog, day: int) -> DayPools:
     out = DayPools(day, [], [], [], [], [], [], [])
     packed, _ = world._padded_arrays()
     for j in range(N_COMPONENTS):
-        alive = (cat.birth[j] <= day) & (cat.death[j] > day)  # [E]
-        elems = np.flatnonzero(alive)
+        alive = (cat.birth[j] <= day) & (cat.death[j] > day)  # [slots]
+        elems = cat.slot_elem[j].take(np.flatnonzero(alive))  # catalog elements, in slot order
         cs = np.concatenate([[0], np.cumsum(alive)])
         start = cs[cat.pool_start[j]]
         n = cs[cat.pool_start[j] + cat.pool_len[j]] - start
