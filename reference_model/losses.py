@@ -73,6 +73,7 @@ def logged_policy_gradient(
     reward_no_click: float,
     propensity: Tensor | None = None,
     clip: float = 0.0,
+    baseline: bool = False,
 ) -> Tensor:
     """REINFORCE on the logged combinations: mean_i −r_i Σ_j ρ_ij log π(c_ij), r = reward_click if y else
     reward_no_click. logp_exposed (B, 6) (0 for absent components), click (B,).
@@ -82,8 +83,11 @@ def logged_policy_gradient(
     for rows logged by another policy. Without it (ρ ≡ 1, the paper's Eq. 22 read literally) the gradient is
     unbiased only for rows sampled from π itself: on production-logged rows the mostly negative reward
     (−0.1 for a non-click) pushes π away from whatever production showed most, i.e. from its best guesses.
-    With ρ, a constant reward adds nothing in expectation (E_μ[ρ ∇log π] = ∇Σπ = 0)."""
+    With ρ, a constant reward adds nothing in expectation (E_μ[ρ ∇log π] = ∇Σπ = 0) — but on a finite batch it
+    still does, which is what ``baseline`` (r minus its batch mean, detached) removes exactly."""
     r = torch.where(click > 0.5, reward_click, reward_no_click).to(logp_exposed.dtype)  # (B,)
+    if baseline:
+        r = r - r.mean()
     if clip > 0 and propensity is not None:
         with torch.no_grad():
             mu = propensity.to(logp_exposed.dtype).clamp(min=1e-6)
@@ -113,7 +117,7 @@ def genco_loss(out: GenCOOutput, batch: BatchLike, config: GenCOConfig) -> LossB
     lrl = zero
     if config.use_rl:
         lrl = logged_policy_gradient(out.logp_exposed, click, config.reward_click, config.reward_no_click,
-                                     batch.propensity, config.off_policy_clip)
+                                     batch.propensity, config.off_policy_clip, config.logged_baseline)
         if out.logp_sampled is not None:
             lrl = lrl + sampled_policy_gradient(out.logp_sampled, out.s_sampled, config.reward_click, config.reward_no_click)
     total = lc + le + config.rl_lambda * lrl

@@ -139,6 +139,11 @@ class GenCOConfig:
     # sampled and is silent here): importance weight min(π/μ, clip) per shown element, μ = the logged
     # propensity. 0 = off (Eq. 22 read literally; on production-logged rows it pushes π away from production).
     off_policy_clip: float = 0.0
+    # Baseline of the logged term (ours): rewards minus their batch mean, so a reward shift changes nothing. With
+    # off_policy_clip this is the gradient of self-normalised IPS (translation-invariant, unlike plain IPS,
+    # which with mostly negative rewards still learns to avoid whatever the logger showed: "propensity
+    # overfitting", Swaminathan & Joachims 2015). False = the paper's Eq. 22.
+    logged_baseline: bool = False
     # Behaviour cloning of the logging policy (ours, NOT in the paper; 0 = the paper's loss): adds
     # bc_weight · mean_i −Σ_j log π(c_ij) over the logged combinations, i.e. the logged REINFORCE term with a
     # constant reward of 1, which pulls π towards what the production policy showed (its knowledge).

@@ -117,8 +117,10 @@ class TrainConfig:
     packed: bool = True  # GenCO's fast path (real candidates only); False = the padded reference path
     sparse_embeddings: bool = False  # sparse id-table gradients (SGD only, not with DDP)
     # GenCO options where the paper is silent (ours; defaults = the paper read literally, see GenCOConfig)
-    off_policy_clip: float = 0.0  # importance weight min(π/μ, clip) on the logged policy-gradient term; 0 = off
-    emb_init_std: float = 1.0  # std of the id-embedding init (torch's default 1.0)
+    # None = the method's own value (GenCOConfig / VARIANTS: 0 = off, 1.0 = torch's init, False)
+    off_policy_clip: float | None = None  # importance weight min(π/μ, clip) on the logged policy-gradient term
+    emb_init_std: float | None = None  # std of the id-embedding init
+    logged_baseline: bool | None = None  # subtract the batch-mean reward in the logged policy-gradient term
     log_every: int = 50  # steps between metrics.jsonl lines (and progress-bar updates)
     save_every: int = 100  # steps between checkpoints (0 = only at epoch ends); every epoch end saves too
     quiet: bool = False  # no progress bar, no per-epoch lines
@@ -150,6 +152,8 @@ class TrainConfig:
             raise InvalidInputError("--sparse-embeddings needs --optimizer sgd (Adam does not take sparse gradients)")
         for name, lo, strict in (("off_policy_clip", 0.0, False), ("emb_init_std", 0.0, True)):
             v = getattr(self, name)
+            if v is None:
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo or (strict and v == lo):
                 raise InvalidInputError(f"--{name.replace('_', '-')} must be a finite number {'>' if strict else '>='} {lo}; got {v!r}")
         if self.data is None and not self.resume:
@@ -211,8 +215,8 @@ def build_policy(method: str, vocab_sizes: dict[str, int], cfg: TrainConfig, mod
         if model_config is not None:
             gcfg = GenCOConfig.from_dict(model_config)
         else:
-            gcfg = GenCOConfig.variant(method, vocab_sizes, packed=cfg.packed, sparse_embeddings=cfg.sparse_embeddings,
-                                       off_policy_clip=float(cfg.off_policy_clip), emb_init_std=float(cfg.emb_init_std))
+            options = {k: getattr(cfg, k) for k in ("off_policy_clip", "emb_init_std", "logged_baseline") if getattr(cfg, k) is not None}
+            gcfg = GenCOConfig.variant(method, vocab_sizes, packed=cfg.packed, sparse_embeddings=cfg.sparse_embeddings, **options)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             return GenCO(gcfg)
@@ -826,10 +830,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--padded", action="store_true", help="GenCO's padded reference path instead of the packed one")
     p.add_argument("--sparse-embeddings", action="store_true", help="sparse id-table gradients (SGD, single process)")
-    p.add_argument("--off-policy-clip", type=float, default=d.off_policy_clip,
+    p.add_argument("--off-policy-clip", type=float, default=None,
                    help="GenCO: importance-weight the logged policy-gradient term by min(pi/propensity, CLIP); "
-                        "0 = off, the paper's Eq. 22 (default 0)")
-    p.add_argument("--emb-init-std", type=float, default=d.emb_init_std, help="GenCO: std of the id-embedding init (default 1.0, torch's)")
+                        "0 = off, the paper's Eq. 22 (default: the method's, 0)")
+    p.add_argument("--logged-baseline", action="store_const", const=True, default=None,
+                   help="GenCO: subtract the batch-mean reward in the logged policy-gradient term (with --off-policy-clip: self-normalised IPS)")
+    p.add_argument("--emb-init-std", type=float, default=None, help="GenCO: std of the id-embedding init (default: the method's, 1.0 = torch's)")
     p.add_argument("--log-every", type=int, default=None, help=f"steps between metrics lines (default {d.log_every})")
     p.add_argument("--save-every", type=int, default=None, help=f"steps between checkpoints, 0 = epoch ends only (default {d.save_every})")
 
@@ -844,6 +850,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data=args.data, out=args.out, method=args.method, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         seed=args.seed, bf16=args.bf16, max_rows=args.max_rows, resume=args.resume, packed=not args.padded,
         sparse_embeddings=args.sparse_embeddings, off_policy_clip=args.off_policy_clip, emb_init_std=args.emb_init_std,
+        logged_baseline=args.logged_baseline,
         quiet=getattr(args, "quiet", False), **opt,
     )
 

@@ -330,6 +330,21 @@ def test_off_policy_correction_removes_the_pull_of_a_constant_reward():
     # a click still counts: with ρ the clicked element's logit rises
     click = torch.tensor([0.0, 0.0, 1.0, 0.0])
     assert grad(10.0)[1] < 0
+    # on a finite batch a constant reward still pulls once the weights are clipped; the baseline removes it exactly
+    click = torch.zeros(4)
+    logits.data = torch.tensor([3.0, -2.0, 0.0])  # π far from μ: ρ of the rare elements is clipped at 1.5
+    assert grad(1.5).abs().max() > 1e-3
+
+    def grad_baseline(clip: float) -> torch.Tensor:
+        logits.grad = None
+        logp = torch.log_softmax(logits, 0)[shown]
+        lp = torch.stack([logp, torch.zeros(4)], 1)
+        prop = torch.stack([mu[shown], torch.zeros(4)], 1)
+        logged_policy_gradient(lp, click, 1.0, -0.1, prop, clip, baseline=True).backward()
+        return logits.grad.clone()
+
+    torch.testing.assert_close(grad_baseline(1.5), torch.zeros(3), atol=1e-7, rtol=0)
+    torch.testing.assert_close(grad_baseline(0.0), torch.zeros(3), atol=1e-7, rtol=0)
     # the weight is clipped and detached (the correction does not change the formula of the literal term)
     big = torch.tensor([[-0.01]], requires_grad=True)
     loss = logged_policy_gradient(big, torch.tensor([1.0]), 1.0, -0.1, torch.tensor([[1e-4]]), 3.0)

@@ -297,10 +297,12 @@ def test_cli_train_and_predict(release, tmp_path, capsys):
     assert genco(["predict", "--model", str(tmp_path / "m"), "--data", str(release), "--out", str(tmp_path / "p.parquet"), "--quiet"]) == 0
     assert "wrote 1,000 predictions of wo_rl" in capsys.readouterr().out
     # the two GenCO options where the paper is silent reach the saved model config
-    argv = ["train", "--data", str(release), "--out", str(tmp_path / "o"), "--off-policy-clip", "5", "--emb-init-std", "0.01", "--quiet"]
+    argv = ["train", "--data", str(release), "--out", str(tmp_path / "o"), "--off-policy-clip", "5", "--emb-init-std", "0.01",
+            "--logged-baseline", "--quiet"]
     assert genco(argv) == 0
     saved = json.loads((tmp_path / "o" / "config.json").read_text())
     assert saved["train"]["off_policy_clip"] == 5.0 and saved["model"]["off_policy_clip"] == 5.0 and saved["model"]["emb_init_std"] == 0.01
+    assert saved["model"]["logged_baseline"] is True and saved["train"]["logged_baseline"] is True
 
 
 # ------------------------------------------------------------------------------------------- reproduce, demo
