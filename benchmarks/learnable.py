@@ -100,7 +100,7 @@ def measure(preset: str, seed: int, rows: int, test_rows: int, work: Path, repro
     folder = work / f"{preset}-{seed}"
     simulate(cfg, folder / "raw", progress=False)
     subprocess.run([sys.executable, "-m", "genco_data.cli", "build", str(folder / "raw"), "--out", str(folder / "rel"),
-                    "--version", "1.0.0", "--quiet", "--overwrite"], check=True)
+                    "--version", "1.0.0", "--quiet", "--overwrite"], check=True, stdout=subprocess.DEVNULL)
     release = folder / "rel"
     world, train, test = World.load(release), _split(release, "train"), _split(release, "test")
     uniform, _ = world.uniform_value(test)
