@@ -121,7 +121,8 @@ class GenCOConfig:
     # Std of the normal init of every id-embedding table (the paper is silent; ours). torch's N(0, 1) gives
     # each element a random score offset of a few tenths of a logit, larger than the planted creative
     # effects, and the few exposures of an element cannot wash it out; small-std init (common in CTR models)
-    # starts every element equal, so differences in its score are learned from clicks.
+    # starts every element equal, so differences in its score are learned from clicks. Measured: no reliable
+    # gain for GenCO (benchmarks/README.md), so the default stays torch's.
     emb_init_std: float = 1.0
     use_mil: bool = True  # False = "w/o MIL": separate combination MLP on concatenated features (see GenCO)
     use_rl: bool = True  # False = "w/o RL" (λ = 0)
@@ -477,7 +478,7 @@ class GenCO(nn.Module):
         self.context = ContextFeatures(c.vocab_sizes, d, sparse=c.sparse_embeddings)
         self.elements = ElementEmbeddings(c.vocab_sizes, d, sparse=c.sparse_embeddings)
         self.component_type = nn.Embedding(N_COMPONENTS, d)  # emb(C_j)
-        if c.emb_init_std != 1.0:
+        if c.emb_init_std != 1.0:  # 1.0 keeps torch's own draw, so earlier runs reproduce bit for bit
             with torch.no_grad():
                 for table in [*self.context.tables.values(), self.elements.table]:
                     table.weight.normal_(0.0, c.emb_init_std)

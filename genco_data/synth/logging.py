@@ -125,6 +125,8 @@ def build(cfg: SynthConfig) -> tuple[World, Catalog]:
     ad_category = rng.choice(C, size=A, p=CATEGORY_SHARE)
     ad_pop = rng.lognormal(0.0, cfg.popularity_sigma, A)
     pool_start, pool_len, birth, death, slot_elem, n_elements = [], [], [], [], [], []
+    # which ads share a catalog: those of a category, or all of them
+    catalog_of_ad, n_catalogs = (ad_category, C) if cfg.catalog_scope == "category" else (np.zeros_like(ad_category), 1)
     for comp in COMPONENTS:
         # one traffic-uniform point per ad decides both: present iff v < coverage, then the length is the
         # quantile v / coverage, so the row-weighted coverage and mean length land on Table 1
@@ -134,8 +136,7 @@ def build(cfg: SynthConfig) -> tuple[World, Catalog]:
         k = _pool_length_ppf(PAPER_AVG_CANDIDATES[comp], POOL_DISPERSION[comp], np.minimum(v / cover, 1.0))
         k[~has] = 0
         s, n, b, d = _pools_over_days(rng, k, D, cfg.churn)
-        scope = (ad_category, C) if cfg.catalog_scope == "category" else (np.zeros_like(ad_category), 1)
-        e, size = _assign_catalog(rng, scope[0], n, scope[1], cfg.catalog_size)
+        e, size = _assign_catalog(rng, catalog_of_ad, n, n_catalogs, cfg.catalog_size)
         slot_elem.append(e)
         n_elements.append(size)
         pool_start.append(s)
