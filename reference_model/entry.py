@@ -18,7 +18,7 @@ __all__ = ["add_arguments", "train", "predict", "reproduce", "demo"]
 def add_arguments(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
     from reference_model.model import INFERENCE_MODES
     from reference_model.reproduce import DEFAULT_SEEDS
-    from reference_model.train import METHODS, add_train_arguments
+    from reference_model.train import METHODS, add_genco_set_argument, add_train_arguments
 
     sp = verb("train", f"train a reference policy ({', '.join(METHODS)}) on a release's train split")
     add_train_arguments(sp)
@@ -40,6 +40,7 @@ def add_arguments(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
     sp.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     sp.add_argument("--jobs", type=int, default=None, help="runs in parallel, one CPU thread each (default: CPU count, at most 4)")
     sp.add_argument("--device", default="cpu", help="cpu (default) or cuda (then one job at a time)")
+    add_genco_set_argument(sp)
 
     sp = verb("demo", "synthesize a small release, build, load, train GenCO and baselines, evaluate, leaderboard")
     sp.add_argument("--out", default="demo_out", help="demo folder (replaced if it holds an earlier demo; default demo_out)")
@@ -69,8 +70,10 @@ def reproduce(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from reference_model.reproduce import ReproduceConfig, format_reproduce, run_reproduce
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None
+    from reference_model.model import GenCOConfig
+
     cfg = ReproduceConfig(data=args.data, out=args.out, seeds=args.seeds, quick=args.quick, methods=methods,
-                          jobs=args.jobs, device=args.device, quiet=args.quiet)
+                          jobs=args.jobs, device=args.device, quiet=args.quiet, genco_options=GenCOConfig.parse_options(args.genco_set))
     report = run_reproduce(cfg)
     return report, format_reproduce(report)
 

@@ -35,6 +35,9 @@ __all__ = [
     "comb_loss",
     "ele_loss",
     "logged_policy_gradient",
+    "logged_baseline",
+    "reward",
+    "predicted_reward",
     "sampled_policy_gradient",
     "genco_loss",
     "train_step",
@@ -73,7 +76,7 @@ def logged_policy_gradient(
     reward_no_click: float,
     propensity: Tensor | None = None,
     clip: float = 0.0,
-    baseline: bool = False,
+    baseline: Tensor | None = None,
 ) -> Tensor:
     """REINFORCE on the logged combinations: mean_i −r_i Σ_j ρ_ij log π(c_ij), r = reward_click if y else
     reward_no_click. logp_exposed (B, 6) (0 for absent components), click (B,).
@@ -84,10 +87,11 @@ def logged_policy_gradient(
     unbiased only for rows sampled from π itself: on production-logged rows the mostly negative reward
     (−0.1 for a non-click) pushes π away from whatever production showed most, i.e. from its best guesses.
     With ρ, a constant reward adds nothing in expectation (E_μ[ρ ∇log π] = ∇Σπ = 0) — but on a finite batch it
-    still does, which is what ``baseline`` (r minus its batch mean, detached) removes exactly."""
-    r = torch.where(click > 0.5, reward_click, reward_no_click).to(logp_exposed.dtype)  # (B,)
-    if baseline:
-        r = r - r.mean()
+    still does. ``baseline`` (B,) or scalar, detached, is subtracted from r: its batch mean removes that exactly
+    (see :func:`logged_baseline`)."""
+    r = reward(click, reward_click, reward_no_click).to(logp_exposed.dtype)  # (B,)
+    if baseline is not None:
+        r = r - baseline.detach()
     if clip > 0 and propensity is not None:
         with torch.no_grad():
             mu = propensity.to(logp_exposed.dtype).clamp(min=1e-6)
@@ -96,12 +100,34 @@ def logged_policy_gradient(
     return -(r * logp_exposed.sum(-1)).mean()
 
 
+def reward(click: Tensor, reward_click: float, reward_no_click: float) -> Tensor:
+    """Observed reward per row: reward_click if clicked else reward_no_click."""
+    return torch.where(click > 0.5, reward_click, reward_no_click)
+
+
+def predicted_reward(s: Tensor, reward_click: float, reward_no_click: float) -> Tensor:
+    """Expected reward under the (detached) combination CTR σ(s): σ(s)·reward_click + (1 − σ(s))·reward_no_click."""
+    ctr = torch.sigmoid(s.detach())
+    return ctr * reward_click + (1.0 - ctr) * reward_no_click
+
+
+def logged_baseline(kind: str, click: Tensor, s_sampled: Tensor | None, reward_click: float, reward_no_click: float) -> Tensor | None:
+    """The baseline of the logged term (GenCOConfig.logged_baseline): None ("none"), the batch-mean observed reward
+    ("batch"), or per row the mean predicted reward of the policy's draws ("value", needs ``s_sampled`` (B, K))."""
+    if kind == "none":
+        return None
+    if kind == "batch":
+        return reward(click, reward_click, reward_no_click).to(torch.float32).mean()
+    if s_sampled is None:
+        raise ValueError("logged_baseline 'value' needs the sampled combinations' scores")
+    return predicted_reward(s_sampled, reward_click, reward_no_click).mean(1)
+
+
 def sampled_policy_gradient(logp_sampled: Tensor, s_sampled: Tensor, reward_click: float, reward_no_click: float) -> Tensor:
     """REINFORCE on K draws per row, rewarded by the combination head: mean_i mean_k −(r̂_ik − b_ik) log π(c^(k)_i),
     r̂ = σ(s)·reward_click + (1 − σ(s))·reward_no_click (s detached), b = leave-one-out mean of r̂ over the
     row's other draws (0 when K = 1). logp_sampled, s_sampled (B, K)."""
-    ctr = torch.sigmoid(s_sampled.detach())
-    r = ctr * reward_click + (1.0 - ctr) * reward_no_click  # (B, K)
+    r = predicted_reward(s_sampled, reward_click, reward_no_click)  # (B, K)
     K = r.shape[1]
     baseline = (r.sum(1, keepdim=True) - r) / (K - 1) if K > 1 else torch.zeros_like(r)
     return -((r - baseline) * logp_sampled).mean()
@@ -116,8 +142,9 @@ def genco_loss(out: GenCOOutput, batch: BatchLike, config: GenCOConfig) -> LossB
     le = ele_loss(out.p_exposed, out.present, click) if config.ele_loss else zero
     lrl = zero
     if config.use_rl:
+        base = logged_baseline(config.logged_baseline, click, out.s_sampled, config.reward_click, config.reward_no_click)
         lrl = logged_policy_gradient(out.logp_exposed, click, config.reward_click, config.reward_no_click,
-                                     batch.propensity, config.off_policy_clip, config.logged_baseline)
+                                     batch.propensity, config.off_policy_clip, base)
         if out.logp_sampled is not None:
             lrl = lrl + sampled_policy_gradient(out.logp_sampled, out.s_sampled, config.reward_click, config.reward_no_click)
     total = lc + le + config.rl_lambda * lrl

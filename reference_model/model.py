@@ -27,6 +27,7 @@ ablation, the predicted-reward policy-gradient term.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -85,6 +86,10 @@ class BatchLike(Protocol):
 
 
 # --------------------------------------------------------------------------------------------------- config
+LOGGED_BASELINES: tuple[str, ...] = ("none", "batch", "value")
+#: GenCOConfig fields that GenCOConfig.parse_options (genco train/reproduce --genco-set) does not set.
+_NOT_SETTABLE = frozenset({"vocab_sizes", "pad_to", "packed", "sparse_embeddings", "encoder_dims", "phi_dims"})
+
 VARIANTS: dict[str, dict[str, Any]] = {
     # Table 2 / Table 3 rows as config overrides of the full model.
     "genco": {},
@@ -140,11 +145,13 @@ class GenCOConfig:
     # sampled and is silent here): importance weight min(π/μ, clip) per shown element, μ = the logged
     # propensity. 0 = off (Eq. 22 read literally; on production-logged rows it pushes π away from production).
     off_policy_clip: float = 0.0
-    # Baseline of the logged term (ours): rewards minus their batch mean, so a reward shift changes nothing. With
-    # off_policy_clip this is the gradient of self-normalised IPS (translation-invariant, unlike plain IPS,
-    # which with mostly negative rewards still learns to avoid whatever the logger showed: "propensity
-    # overfitting", Swaminathan & Joachims 2015). False = the paper's Eq. 22.
-    logged_baseline: bool = False
+    # Baseline of the logged term (ours; "none" = the paper's Eq. 22). "batch": rewards minus their batch mean,
+    # so a reward shift changes nothing; with off_policy_clip this is the gradient of self-normalised IPS
+    # (translation-invariant, unlike plain IPS, which with mostly negative rewards still learns to avoid whatever
+    # the logger showed: "propensity overfitting", Swaminathan & Joachims 2015). "value": minus the current
+    # policy's predicted reward in the row's context (mean of r̂ over its rl_samples draws, detached) — an
+    # advantage, which also removes the ad's appeal that a raw reward credits to whatever the ad showed.
+    logged_baseline: str = "none"
     # Behaviour cloning of the logging policy (ours, NOT in the paper; 0 = the paper's loss): adds
     # bc_weight · mean_i −Σ_j log π(c_ij) over the logged combinations, i.e. the logged REINFORCE term with a
     # constant reward of 1, which pulls π towards what the production policy showed (its knowledge).
@@ -177,7 +184,11 @@ class GenCOConfig:
             raise InvalidInputError(f"GenCOConfig.pad_to must equal the data contract's PAD_TO={PAD_TO}; got {self.pad_to}")
         if self.inference not in INFERENCE_MODES:
             raise InvalidInputError(f"GenCOConfig.inference must be one of {INFERENCE_MODES}; got {self.inference!r}")
-        if not (self.off_policy_clip >= 0 and self.emb_init_std > 0):
+        if self.logged_baseline not in LOGGED_BASELINES:
+            raise InvalidInputError(f"GenCOConfig.logged_baseline must be one of {LOGGED_BASELINES}; got {self.logged_baseline!r}")
+        if self.logged_baseline == "value" and self.use_rl and self.rl_samples < 1:
+            raise InvalidInputError("GenCOConfig: logged_baseline 'value' needs rl_samples >= 1 (the draws it averages)")
+        if not (self.off_policy_clip >= 0 and 0 < self.emb_init_std < math.inf):
             raise InvalidInputError(f"GenCOConfig: need off_policy_clip >= 0 and emb_init_std > 0; got {self.off_policy_clip}, {self.emb_init_std}")
         if self.bc_weight < 0:
             raise InvalidInputError(f"GenCOConfig.bc_weight must be >= 0; got {self.bc_weight}")
@@ -199,6 +210,35 @@ class GenCOConfig:
     def feature_dim(self) -> int:
         """Dim of f_e = (emb(e), emb(C_j), z)."""
         return 2 * self.emb_dim + self.attn_dim
+
+    @classmethod
+    def parse_options(cls, items: list[str], flag: str = "--genco-set") -> dict[str, Any]:
+        """``NAME=VALUE`` strings -> config overrides, each value parsed as its field's type (bool: true/false).
+        Settable: the scalar fields other than vocab_sizes, pad_to, packed and sparse_embeddings (those belong
+        to the data contract or have their own train options). Values are checked when a config is built."""
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _NOT_SETTABLE}
+        out: dict[str, Any] = {}
+        for item in items:
+            name, sep, text = item.partition("=")
+            name, text = name.strip().replace("-", "_"), text.strip()
+            if not sep or name not in fields:
+                raise InvalidInputError(f"{flag} {item!r}: expected NAME=VALUE with NAME one of {', '.join(fields)}")
+            default = fields[name].default
+            try:
+                if isinstance(default, bool):
+                    if text.lower() not in ("true", "false"):
+                        raise ValueError
+                    out[name] = text.lower() == "true"
+                elif isinstance(default, int):
+                    out[name] = int(text)
+                elif isinstance(default, float):
+                    out[name] = float(text)
+                else:
+                    out[name] = text
+            except ValueError:
+                kind = "true or false" if isinstance(default, bool) else type(default).__name__
+                raise InvalidInputError(f"{flag} {item!r}: {name} expects {kind}") from None
+        return out
 
     @classmethod
     def variant(cls, name: str, vocab_sizes: dict[str, int], **overrides: Any) -> "GenCOConfig":

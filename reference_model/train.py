@@ -62,7 +62,7 @@ from genco_data.release import MANIFEST_NAME, Release, sha256_file
 from genco_data.torch_data import REQUIRED_COLUMNS, Batch, Vocabularies, pad_table
 from reference_model.baselines import DCOPolicy, MLPPolicy
 from reference_model.losses import genco_loss
-from reference_model.model import VARIANTS, GenCO, GenCOConfig, check_batch
+from reference_model.model import VARIANTS, VOCAB_KEYS, GenCO, GenCOConfig, check_batch
 
 # ------------------------------------------------------------------------------------------ constants
 GENCO_METHODS: tuple[str, ...] = tuple(VARIANTS)  # genco, wo_mil, wo_rl, wo_context, wo_all, f_ele, f_comb, genco_bc
@@ -116,11 +116,9 @@ class TrainConfig:
     resume: bool = False  # continue the run in `out` from its last checkpoint
     packed: bool = True  # GenCO's fast path (real candidates only); False = the padded reference path
     sparse_embeddings: bool = False  # sparse id-table gradients (SGD only, not with DDP)
-    # GenCO options where the paper is silent (ours; defaults = the paper read literally, see GenCOConfig)
-    # None = the method's own value (GenCOConfig / VARIANTS: 0 = off, 1.0 = torch's init, False)
-    off_policy_clip: float | None = None  # importance weight min(π/μ, clip) on the logged policy-gradient term
-    emb_init_std: float | None = None  # std of the id-embedding init
-    logged_baseline: bool | None = None  # subtract the batch-mean reward in the logged policy-gradient term
+    # GenCOConfig overrides on top of the method's variant (`--genco-set NAME=VALUE`), e.g. the options where the
+    # paper is silent: off_policy_clip, logged_baseline, emb_init_std, pool_context (GENCO methods only)
+    genco_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     log_every: int = 50  # steps between metrics.jsonl lines (and progress-bar updates)
     save_every: int = 100  # steps between checkpoints (0 = only at epoch ends); every epoch end saves too
     quiet: bool = False  # no progress bar, no per-epoch lines
@@ -150,12 +148,13 @@ class TrainConfig:
             raise InvalidInputError(f"--lr must be a positive number; got {self.lr!r}")
         if self.sparse_embeddings and self.optimizer != "sgd":
             raise InvalidInputError("--sparse-embeddings needs --optimizer sgd (Adam does not take sparse gradients)")
-        for name, lo, strict in (("off_policy_clip", 0.0, False), ("emb_init_std", 0.0, True)):
-            v = getattr(self, name)
-            if v is None:
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo or (strict and v == lo):
-                raise InvalidInputError(f"--{name.replace('_', '-')} must be a finite number {'>' if strict else '>='} {lo}; got {v!r}")
+        if self.genco_options:
+            if self.method not in GENCO_METHODS:
+                raise InvalidInputError(f"--genco-set applies to the GenCO methods ({', '.join(GENCO_METHODS)}), not {self.method!r}")
+            try:  # check names and values now, with placeholder vocabularies, not after loading the data
+                GenCOConfig.variant(self.method, {k: 2 for k in VOCAB_KEYS}, **self.genco_options)
+            except (TypeError, InvalidInputError) as e:
+                raise InvalidInputError(f"--genco-set: {e}") from None
         if self.data is None and not self.resume:
             raise InvalidInputError("--data RELEASE is required (or --resume to continue a run)")
         if not 0 < self.dco_delta < 1 or self.dco_prior <= 0 or self.mlp_cap < 1:
@@ -215,8 +214,7 @@ def build_policy(method: str, vocab_sizes: dict[str, int], cfg: TrainConfig, mod
         if model_config is not None:
             gcfg = GenCOConfig.from_dict(model_config)
         else:
-            options = {k: getattr(cfg, k) for k in ("off_policy_clip", "emb_init_std", "logged_baseline") if getattr(cfg, k) is not None}
-            gcfg = GenCOConfig.variant(method, vocab_sizes, packed=cfg.packed, sparse_embeddings=cfg.sparse_embeddings, **options)
+            gcfg = GenCOConfig.variant(method, vocab_sizes, packed=cfg.packed, sparse_embeddings=cfg.sparse_embeddings, **cfg.genco_options)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             return GenCO(gcfg)
@@ -830,14 +828,16 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--padded", action="store_true", help="GenCO's padded reference path instead of the packed one")
     p.add_argument("--sparse-embeddings", action="store_true", help="sparse id-table gradients (SGD, single process)")
-    p.add_argument("--off-policy-clip", type=float, default=None,
-                   help="GenCO: importance-weight the logged policy-gradient term by min(pi/propensity, CLIP); "
-                        "0 = off, the paper's Eq. 22 (default: the method's, 0)")
-    p.add_argument("--logged-baseline", action="store_const", const=True, default=None,
-                   help="GenCO: subtract the batch-mean reward in the logged policy-gradient term (with --off-policy-clip: self-normalised IPS)")
-    p.add_argument("--emb-init-std", type=float, default=None, help="GenCO: std of the id-embedding init (default: the method's, 1.0 = torch's)")
+    add_genco_set_argument(p)
     p.add_argument("--log-every", type=int, default=None, help=f"steps between metrics lines (default {d.log_every})")
     p.add_argument("--save-every", type=int, default=None, help=f"steps between checkpoints, 0 = epoch ends only (default {d.save_every})")
+
+
+def add_genco_set_argument(p: argparse.ArgumentParser) -> None:
+    """``--genco-set NAME=VALUE`` (repeatable): GenCOConfig overrides (genco train and genco reproduce)."""
+    p.add_argument("--genco-set", action="append", default=[], metavar="NAME=VALUE",
+                   help="GenCO config override, repeatable, e.g. --genco-set off_policy_clip=10 --genco-set logged_baseline=value "
+                        "--genco-set emb_init_std=0.01 --genco-set pool_context=false (see reference_model/model.py: GenCOConfig)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -849,8 +849,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=args.data, out=args.out, method=args.method, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         seed=args.seed, bf16=args.bf16, max_rows=args.max_rows, resume=args.resume, packed=not args.padded,
-        sparse_embeddings=args.sparse_embeddings, off_policy_clip=args.off_policy_clip, emb_init_std=args.emb_init_std,
-        logged_baseline=args.logged_baseline,
+        sparse_embeddings=args.sparse_embeddings, genco_options=GenCOConfig.parse_options(args.genco_set),
         quiet=getattr(args, "quiet", False), **opt,
     )
 

@@ -29,7 +29,7 @@ from reference_model import (  # noqa: E402
     slots_to_original,
     train_step,
 )
-from reference_model.losses import logged_policy_gradient, sampled_policy_gradient  # noqa: E402
+from reference_model.losses import logged_baseline, logged_policy_gradient, sampled_policy_gradient  # noqa: E402
 
 # Table 1: average pool size and coverage per component.
 AVG = (6.3, 3.4, 2.2, 7.0, 2.3, 8.1)
@@ -340,11 +340,33 @@ def test_off_policy_correction_removes_the_pull_of_a_constant_reward():
         logp = torch.log_softmax(logits, 0)[shown]
         lp = torch.stack([logp, torch.zeros(4)], 1)
         prop = torch.stack([mu[shown], torch.zeros(4)], 1)
-        logged_policy_gradient(lp, click, 1.0, -0.1, prop, clip, baseline=True).backward()
+        logged_policy_gradient(lp, click, 1.0, -0.1, prop, clip, logged_baseline("batch", click, None, 1.0, -0.1)).backward()
         return logits.grad.clone()
 
     torch.testing.assert_close(grad_baseline(1.5), torch.zeros(3), atol=1e-7, rtol=0)
     torch.testing.assert_close(grad_baseline(0.0), torch.zeros(3), atol=1e-7, rtol=0)
+
+
+def test_logged_baselines():
+    click = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert logged_baseline("none", click, None, 1.0, -0.1) is None
+    torch.testing.assert_close(logged_baseline("batch", click, None, 1.0, -0.1), torch.tensor((1.0 - 0.3) / 4))
+    # "value": per row, the mean predicted reward of the policy's draws (σ(0) = 0.5 -> 0.45; σ(-inf) -> -0.1)
+    s = torch.tensor([[0.0, 0.0], [-1e9, -1e9], [0.0, -1e9], [0.0, 0.0]], requires_grad=True)
+    v = logged_baseline("value", click, s, 1.0, -0.1)
+    torch.testing.assert_close(v, torch.tensor([0.45, -0.1, 0.175, 0.45]))
+    assert not v.requires_grad
+    # the advantage moves the logged term: a row whose draws are predicted as good as the click adds nothing
+    lp = torch.tensor([[-1.0], [-1.0], [-1.0], [-1.0]])
+    with_value = logged_policy_gradient(lp, click, 1.0, -0.1, baseline=v)
+    expected = -((1 - 0.45) * -1 + (-0.1 + 0.1) * -1 + (-0.1 - 0.175) * -1 + (-0.1 - 0.45) * -1) / 4
+    torch.testing.assert_close(with_value, torch.tensor(expected))
+    with pytest.raises(ValueError, match="needs the sampled"):
+        logged_baseline("value", click, None, 1.0, -0.1)
+    with pytest.raises(InvalidInputError, match="logged_baseline must be one of"):
+        GenCOConfig(vocab_sizes=vocab(), logged_baseline="mean")
+    with pytest.raises(InvalidInputError, match="needs rl_samples >= 1"):
+        GenCOConfig(vocab_sizes=vocab(), logged_baseline="value", rl_samples=0)
     # the weight is clipped and detached (the correction does not change the formula of the literal term)
     big = torch.tensor([[-0.01]], requires_grad=True)
     loss = logged_policy_gradient(big, torch.tensor([1.0]), 1.0, -0.1, torch.tensor([[1e-4]]), 3.0)

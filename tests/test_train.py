@@ -275,8 +275,13 @@ def test_ddp_two_cpu_processes_train_on_disjoint_shards(release, tmp_path):
         (["train", "--data", "{rel}", "--out", "{tmp}/x", "--optimizer", "lbfgs"], "--optimizer must be"),
         (["train", "--data", "{rel}", "--out", "{tmp}/x", "--epochs", "0"], "--epochs must be"),
         (["train", "--out", "{tmp}/x"], "--data RELEASE is required"),
-        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--off-policy-clip", "-1"], "--off-policy-clip must be a finite number >= 0"),
-        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--emb-init-std", "0"], "--emb-init-std must be a finite number > 0"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--genco-set", "off_policy_clip=-1"], "--genco-set: GenCOConfig: need off_policy_clip >= 0"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--genco-set", "emb_init_std=x"], "--genco-set 'emb_init_std=x': emb_init_std expects float"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--genco-set", "logged_baseline=mean"], "logged_baseline must be one of"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--genco-set", "pool_context=maybe"], "pool_context expects true or false"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--genco-set", "vocab_sizes=3"], "expected NAME=VALUE with NAME one of"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--method", "mlp", "--genco-set", "rl_samples=2"], "--genco-set applies to the GenCO methods"),
+        (["reproduce", "--data", "{rel}", "--out", "{tmp}/r", "--genco-set", "bogus=1"], "--genco-set 'bogus=1': expected NAME=VALUE"),
         (["train", "--data", "{rel}", "--out", "{tmp}"], "exists and is not empty"),
         (["predict", "--model", "{tmp}/none", "--data", "{rel}", "--out", "{tmp}/p.parquet"], "not a training run folder"),
         (["reproduce", "--data", "{rel}", "--out", "{tmp}/r", "--methods", "genco,magic"], "unknown magic"),
@@ -296,16 +301,31 @@ def test_cli_train_and_predict(release, tmp_path, capsys):
     assert s["method"] == "wo_rl" and s["steps"] == 4
     assert genco(["predict", "--model", str(tmp_path / "m"), "--data", str(release), "--out", str(tmp_path / "p.parquet"), "--quiet"]) == 0
     assert "wrote 1,000 predictions of wo_rl" in capsys.readouterr().out
-    # the two GenCO options where the paper is silent reach the saved model config
-    argv = ["train", "--data", str(release), "--out", str(tmp_path / "o"), "--off-policy-clip", "5", "--emb-init-std", "0.01",
-            "--logged-baseline", "--quiet"]
+    # --genco-set overrides (options where the paper is silent) reach the saved train and model configs
+    sets = ["off_policy_clip=5", "emb_init_std=0.01", "logged_baseline=value", "pool_context=false", "rl_samples=2"]
+    argv = ["train", "--data", str(release), "--out", str(tmp_path / "o"), "--quiet", *(x for kv in sets for x in ("--genco-set", kv))]
     assert genco(argv) == 0
     saved = json.loads((tmp_path / "o" / "config.json").read_text())
-    assert saved["train"]["off_policy_clip"] == 5.0 and saved["model"]["off_policy_clip"] == 5.0 and saved["model"]["emb_init_std"] == 0.01
-    assert saved["model"]["logged_baseline"] is True and saved["train"]["logged_baseline"] is True
+    expected = {"off_policy_clip": 5.0, "emb_init_std": 0.01, "logged_baseline": "value", "pool_context": False, "rl_samples": 2}
+    assert saved["train"]["genco_options"] == expected
+    assert {k: saved["model"][k] for k in expected} == expected
 
 
 # ------------------------------------------------------------------------------------------- reproduce, demo
+def test_reproduce_passes_genco_options_to_the_genco_variants_only(release, tmp_path):
+    from reference_model.reproduce import ReproduceConfig, run_reproduce
+
+    opts = {"emb_init_std": 0.01, "pool_context": False}
+    cfg = ReproduceConfig(data=str(release), out=str(tmp_path / "r"), seeds=1, quick=True, jobs=1, quiet=True,
+                          methods=("genco", "f_ele", "mlp"), overrides={"epochs": 1}, genco_options=opts)
+    run_reproduce(cfg)
+    for method in ("genco", "f_ele"):
+        saved = json.loads((tmp_path / "r" / "runs" / method / "seed0" / "config.json").read_text())
+        assert saved["train"]["genco_options"] == opts and saved["model"]["pool_context"] is False
+    assert json.loads((tmp_path / "r" / "runs" / "mlp" / "seed0" / "config.json").read_text())["train"]["genco_options"] == {}
+    assert "config overrides (`--genco-set`): emb_init_std=0.01, pool_context=False" in (tmp_path / "r" / "results.md").read_text()
+
+
 def test_reproduce_quick_writes_every_artefact_and_verifiable_submissions(release, tmp_path):
     from genco_data.leaderboard import verify_submission
     from reference_model.reproduce import METHOD_ORDER, ReproduceConfig, run_reproduce
