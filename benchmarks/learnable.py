@@ -1,8 +1,8 @@
 """How much of the oracle's headroom the clicks of a release can reveal: the ceiling every click-learning
 method (GenCO included) works under, measured beside the learners of ``genco reproduce``.
 
-    python benchmarks/learnable.py                                  # default and learnable presets, seed 0
-    python benchmarks/learnable.py --preset learnable --seeds 0 1 2 --reproduce 3 --methods genco,f_ele,mlp,dco
+    python benchmarks/learnable.py                                  # the sparse and default worlds, seed 0
+    python benchmarks/learnable.py --preset default --seeds 0 1 2 --reproduce 3 --methods genco,f_ele,mlp,dco
 
 Per world (``genco synth --preset P``, 200 k train / 50 k test rows, built into a release in a temp folder):
 
@@ -131,7 +131,7 @@ def measure(preset: str, seed: int, rows: int, test_rows: int, work: Path, repro
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", action="append", choices=sorted(PRESETS), help="default: both default and learnable")
+    ap.add_argument("--preset", action="append", choices=sorted(PRESETS), help="default: both sparse and default")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--test-rows", type=int, default=50_000)
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for preset in args.preset or ["default", "learnable"]:
+        for preset in args.preset or ["sparse", "default"]:
             for seed in args.seeds:
                 r = measure(preset, seed, args.rows, args.test_rows, Path(tmp), args.reproduce, args.methods)
                 results.append(r)

@@ -186,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--train-rows", type=int, default=200_000)
     sp.add_argument("--test-rows", type=int, default=50_000)
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--preset", default="default", help="named settings: default, or learnable (shared element catalogs "
-                    "that clicks can rank; see benchmarks/README.md)")
+    sp.add_argument("--preset", default="default", help="named settings: default (shared element catalogs), or sparse "
+                    "(an element per pool slot: the first release's world, the paper's exposure regime)")
     sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="any other SynthConfig field, e.g. --set catalog_size=16 --set catalog_scope=global (repeatable)")
 

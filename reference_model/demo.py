@@ -23,7 +23,7 @@ MARKER = ".genco-demo"
 #: Rows (train, test) of the simulated release; "tiny" is for the tests.
 SIZES: dict[str, tuple[int, int]] = {"default": (200_000, 50_000), "tiny": (4_000, 1_000)}
 #: Methods trained by the demo, with their (brief) settings: reproduce's optimizer and lr, DEMO_EPOCHS epochs.
-#: genco_bc is not the paper's GenCO (see reference_model.model.VARIANTS); it shows where the learnable headroom is.
+#: genco_bc is not the paper's GenCO (see reference_model.model.VARIANTS); it shows what imitating the logging policy adds.
 DEMO_METHODS: tuple[str, ...] = ("uniform", "dco", "mlp", "genco", "genco_bc")
 DEMO_EPOCHS = 2
 

@@ -43,11 +43,12 @@ from genco_data.release import MANIFEST_NAME, Release, sha256_file
 
 #: Table 2 rows in display order; the ablations of Table 3.
 METHOD_ORDER: tuple[str, ...] = ("uniform", "dco", "mlp", "f_ele", "f_comb", "genco", "wo_mil", "wo_rl", "wo_context", "wo_all",
-                                 "genco_bc")
+                                 "genco_literal", "genco_bc")
 ABLATIONS: tuple[str, ...] = ("wo_mil", "wo_rl", "wo_context", "wo_all")
 LABELS: dict[str, str] = {
     "uniform": "Uniform", "dco": "DCO", "mlp": "MLP", "f_ele": "f_ele only", "f_comb": "f_comb only", "genco": "GenCO",
     "wo_mil": "GenCO w/o MIL", "wo_rl": "GenCO w/o RL", "wo_context": "GenCO w/o context", "wo_all": "GenCO w/o all",
+    "genco_literal": "GenCO, Eq. 22 literal (no off-policy correction)",
     "genco_bc": "GenCO + logging prior (ours)",
 }
 DEFAULT_SEEDS = 5

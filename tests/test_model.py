@@ -377,7 +377,8 @@ def test_embedding_init_std_is_applied_to_id_tables_only():
     small = GenCO(GenCOConfig(vocab_sizes=vocab(), emb_init_std=1e-3))
     assert float(small.elements.table.weight.detach().abs().max()) < 0.01
     assert all(float(t.weight.detach().abs().max()) < 0.01 for t in small.context.tables.values())
-    assert float(GenCO(GenCOConfig(vocab_sizes=vocab())).elements.table.weight.detach().std()) > 0.5  # torch's N(0, 1)
+    assert GenCOConfig(vocab_sizes=vocab()).emb_init_std == 0.01  # the default (ours)
+    assert float(GenCO(GenCOConfig(vocab_sizes=vocab(), emb_init_std=1.0)).elements.table.weight.detach().std()) > 0.5  # torch's N(0, 1)
 
 
 # ------------------------------------------------------------------------------------------------ learning

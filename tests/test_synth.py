@@ -511,13 +511,16 @@ def test_shared_catalogs_recur_across_ads_keep_table1_and_never_repeat_inside_a_
     assert world.params["config"]["catalog_size"] == 16 and world.params["config"]["catalog_scope"] == scope
 
 
-def test_catalog_default_is_one_element_per_slot_and_same_seed_same_bytes(tmp_path):
-    cfg = SynthConfig(train_rows=3000, test_rows=500, seed=5, catalog_size=16)
+def test_catalog_is_shared_by_default_sparse_is_one_element_per_slot_same_seed_same_bytes(tmp_path):
+    cfg = SynthConfig(train_rows=3000, test_rows=500, seed=5)
+    assert (cfg.catalog_size, cfg.catalog_scope) == (16, "global")
     a, b = simulate(cfg, tmp_path / "a", progress=False), simulate(cfg, tmp_path / "b", progress=False)
     assert a["base"] == b["base"]
     for p in sorted((tmp_path / "a" / "raw").glob("part-*.parquet")):
         assert p.read_bytes() == (tmp_path / "b" / "raw" / p.name).read_bytes()
-    per_slot = simulate(SynthConfig(train_rows=3000, test_rows=500, seed=5), tmp_path / "c", progress=False)
+    sparse = SynthConfig.with_settings([], "sparse", train_rows=3000, test_rows=500, seed=5)
+    assert sparse.catalog_size is None
+    per_slot = simulate(sparse, tmp_path / "c", progress=False)
     shared = World.load(tmp_path / "a" / "world")
     own = World.load(tmp_path / "c" / "world")
     assert len(own.arrays["elem0_id"]) > 2 * len(shared.arrays["elem0_id"])
@@ -534,10 +537,10 @@ def test_synth_set_overrides_fields_and_refuses_bad_ones(tmp_path, capsys):
     assert cli.main([*argv, "--set", "catalog_size=16", "--set", "catalog_scope=global", "--json"]) == 0
     assert json.loads((out / "world" / "world.json").read_text())["config"]["catalog_scope"] == "global"
     # a preset, and --set on top of it
-    assert cli.main([*argv, "--preset", "learnable", "--set", "quality_scale=0.07"]) == 0
+    assert cli.main([*argv, "--preset", "sparse", "--set", "quality_scale=0.07"]) == 0
     saved = json.loads((out / "world" / "world.json").read_text())["config"]
-    assert (saved["catalog_size"], saved["catalog_scope"], saved["quality_scale"], saved["taste_scale"]) == (16, "global", 0.07, 0.01)
-    assert cli.main([*argv, "--preset", "huge"]) == 2 and "--preset 'huge': expected one of default, learnable" in capsys.readouterr().err
+    assert (saved["catalog_size"], saved["catalog_scope"], saved["quality_scale"], saved["taste_scale"]) == (None, "category", 0.07, 0.025)
+    assert cli.main([*argv, "--preset", "huge"]) == 2 and "--preset 'huge': expected one of default, sparse" in capsys.readouterr().err
     capsys.readouterr()
     for bad, pattern in [
         ("bogus=1", "expected NAME=VALUE with NAME one of"),
