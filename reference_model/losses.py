@@ -6,15 +6,18 @@ logit of the shown element of component j (present components P_i only), π the 
     L_comb = mean_i  BCE(σ(s_i), y_i)                                            (Eq. 11)
     L_ele  = mean_{i, j∈P_i} BCE(σ(p_ij), y_i)                                   (Eq. 12)
     L_MIL  = L_comb + L_ele                                                      (Eq. 20)
-    L_RL   = mean_i [ −r_i Σ_{j∈P_i} log π(c_ij)                                 logged combinations
+    L_RL   = mean_i [ −Σ_{j∈P_i} ρ_ij (r_i − v_i) log π(c_ij)                    logged combinations
                      − mean_k (r̂_ik − b_ik) Σ_j log π(c^(k)_ij) ]                 K draws c^(k) ~ π   (Eq. 22)
     L      = L_MIL + λ · L_RL,   λ = 0.15                                        (Eq. 23)
     (+ β · L_BC, L_BC = mean_i −Σ_{j∈P_i} log π(c_ij): behaviour cloning, ours, off unless
      GenCOConfig.bc_weight = β > 0 — the "genco_bc" variant, not the paper's GenCO)
 
 BCE is the full binary cross-entropy (the paper prints only the y·log σ term of Eq. 11-12; read as the usual
-cross-entropy). Logged reward r = 1 for a click, −0.1 otherwise (paper); no importance weight for the
-production policy (the paper uses none). Predicted reward of a draw (ours; the paper says "observed or
+cross-entropy). Logged reward r = 1 for a click, −0.1 otherwise (paper). Off-policy correction of the logged
+term (ours, the defaults; the paper trains on rows its own policy sampled, ours were logged by a production
+policy): ρ_ij = min(π(c_ij) / μ_ij, off_policy_clip) with μ the logged propensity, and the baseline v_i = the
+policy's mean predicted reward r̂ over its K draws in row i (``logged_baseline="value"``); ρ ≡ 1, v ≡ 0 is Eq. 22
+read literally (the ``genco_literal`` variant). Predicted reward of a draw (ours; the paper says "observed or
 predicted rewards"): the expected reward under the detached combination CTR, r̂ = σ(s)·1 + (1 − σ(s))·(−0.1),
 with the leave-one-out baseline b_ik = mean_{k'≠k} r̂_ik' (RLOO; b = 0 when K = 1). Means are over rows
 (and present components for L_ele) instead of the paper's sums, so λ and the learning rate do not scale

@@ -22,7 +22,8 @@ Two numerically equivalent execution paths (``GenCOConfig.packed``):
 
 Where the paper is silent we chose (all documented at the field of :class:`GenCOConfig`): the encoder's input,
 the attention's single head without output projection, the MIL weight parametrization, the "without MIL"
-ablation, the predicted-reward policy-gradient term.
+ablation, the predicted-reward policy-gradient term, the off-policy correction of the logged term, the
+embedding init.
 """
 from __future__ import annotations
 
