@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from genco_data.components import COMPONENTS, N_COMPONENTS, PAD_TO, REWARD_CLICK, REWARD_NO_CLICK
 from genco_data.errors import InvalidInputError, SchemaError
+from genco_data.overrides import parse_overrides
 
 #: Vocabulary conventions of :mod:`genco_data.torch_data`: index 0 = padding / missing, 1 = out of vocabulary.
 PAD_INDEX = 0
@@ -221,29 +222,7 @@ class GenCOConfig:
         """``NAME=VALUE`` strings -> config overrides, each value parsed as its field's type (bool: true/false).
         Settable: the scalar fields other than vocab_sizes, pad_to, packed and sparse_embeddings (those belong
         to the data contract or have their own train options). Values are checked when a config is built."""
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _NOT_SETTABLE}
-        out: dict[str, Any] = {}
-        for item in items:
-            name, sep, text = item.partition("=")
-            name, text = name.strip().replace("-", "_"), text.strip()
-            if not sep or name not in fields:
-                raise InvalidInputError(f"{flag} {item!r}: expected NAME=VALUE with NAME one of {', '.join(fields)}")
-            default = fields[name].default
-            try:
-                if isinstance(default, bool):
-                    if text.lower() not in ("true", "false"):
-                        raise ValueError
-                    out[name] = text.lower() == "true"
-                elif isinstance(default, int):
-                    out[name] = int(text)
-                elif isinstance(default, float):
-                    out[name] = float(text)
-                else:
-                    out[name] = text
-            except ValueError:
-                kind = "true or false" if isinstance(default, bool) else type(default).__name__
-                raise InvalidInputError(f"{flag} {item!r}: {name} expects {kind}") from None
-        return out
+        return parse_overrides(cls, items, flag, exclude=_NOT_SETTABLE)
 
     @classmethod
     def variant(cls, name: str, vocab_sizes: dict[str, int], **overrides: Any) -> "GenCOConfig":

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from genco_data.components import PAPER_TRAIN_CTR
 from genco_data.errors import InvalidInputError
+from genco_data.overrides import parse_overrides
 
 
 @dataclass(frozen=True)
@@ -140,29 +141,7 @@ class SynthConfig:
         if preset not in PRESETS:
             raise InvalidInputError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
         fields = {**PRESETS[preset], **fields}
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        for item in settings:
-            name, sep, text = item.partition("=")
-            name = name.strip().replace("-", "_")
-            if not sep or name not in known or name == "start_day":
-                settable = ", ".join(n for n in known if n != "start_day")
-                raise InvalidInputError(f"--set {item!r}: expected NAME=VALUE with NAME one of {settable}")
-            default = known[name].default
-            text = text.strip()
-            try:
-                if name in _OPTIONAL_INTS:
-                    value: Any = None if text.lower() == "none" else int(text)
-                elif isinstance(default, bool):
-                    raise ValueError
-                elif isinstance(default, int):
-                    value = int(text)
-                elif isinstance(default, float):
-                    value = float(text)
-                else:
-                    value = text
-            except ValueError:
-                raise InvalidInputError(f"--set {item!r}: {name} expects {'an int or none' if name in _OPTIONAL_INTS else type(default).__name__}") from None
-            fields[name] = value
+        fields.update(parse_overrides(cls, settings, "--set", exclude=frozenset({"start_day"}), optional_ints=_OPTIONAL_INTS))
         return cls(**fields)
 
     def to_dict(self) -> dict[str, Any]:
