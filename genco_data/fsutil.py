@@ -45,14 +45,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
         raise
 
 
-def read_json_object(path: str | os.PathLike, error: type[Exception]) -> dict[str, Any]:
-    """A JSON file that must hold an object; anything else raises ``error`` with a one-line message."""
+def read_json_object(path: str | os.PathLike, error: type[Exception], name: str | None = None) -> dict[str, Any]:
+    """A JSON file that must hold an object; anything else raises ``error`` with a one-line message that starts
+    with ``name`` (default: the path; e.g. ``repo@revision manifest.json`` for a file downloaded to a temp folder)."""
+    label = path if name is None else name
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise error(f"{path}: not valid JSON ({exc})") from None
+        raise error(f"{label}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise error(f"{path}: expected a JSON object")
+        raise error(f"{label}: expected a JSON object")
     return value
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import re
 import tempfile
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from genco_data.errors import GencoError, IntegrityError, PublishError
+from genco_data.fsutil import read_json_object
 from genco_data.release import (
     CARD_NAME,
     MANIFEST_NAME,
@@ -333,12 +333,7 @@ def pull(repo_id: str, *, revision: str, out: str | Path, api: Any = None, progr
         with _progress_bars(progress):
             with tempfile.TemporaryDirectory(prefix="genco-hub-") as tmp:
                 mpath = api.hf_hub_download(repo_id, MANIFEST_NAME, repo_type=REPO_TYPE, revision=revision, local_dir=tmp)
-                try:
-                    raw = json.loads(Path(mpath).read_text(encoding="utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    raise IntegrityError(f"{where}: {MANIFEST_NAME} is not valid JSON ({exc})") from None
-            if not isinstance(raw, dict):
-                raise IntegrityError(f"{where}: {MANIFEST_NAME} is not a JSON object")
+                raw = read_json_object(mpath, IntegrityError, name=f"{where} {MANIFEST_NAME}")
             check_format_version(raw.get("format_version", "?"), f"{where} {MANIFEST_NAME}")
             step = "downloading the release"
             api.snapshot_download(repo_id, repo_type=REPO_TYPE, revision=revision, local_dir=str(out), allow_patterns=list(PULL_PATTERNS))

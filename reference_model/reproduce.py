@@ -126,8 +126,11 @@ def _train_kwargs(method: str, seed: int, settings: dict[str, Any], device: str)
           "epochs": settings["epochs"], "max_rows": settings["max_rows"]}
     if method not in ("dco", "uniform"):
         kw.update(optimizer=settings["optimizer"], lr=settings["lr"])
-    if settings.get("genco_options") and method not in ("dco", "uniform", "mlp"):  # the GenCO variants
-        kw["genco_options"] = dict(settings["genco_options"])
+    if settings.get("genco_options"):
+        from reference_model.model import VARIANTS
+
+        if method in VARIANTS:  # the GenCO variants
+            kw["genco_options"] = dict(settings["genco_options"])
     return kw
 
 
