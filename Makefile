@@ -20,4 +20,4 @@ bench: install
 	$(PYTHON) benchmarks/synth.py && $(PYTHON) benchmarks/build.py && $(PYTHON) benchmarks/loader.py && $(PYTHON) benchmarks/evaluate.py && $(PYTHON) benchmarks/train.py
 
 schema:
-	$(PYTHON) -m genco_data.arrow .
+	$(PYTHON) -m genco_data.format.arrow .

@@ -55,7 +55,7 @@ def make_raw(folder: Path, rows: int, chunk: int, use_synth: bool) -> dt.date:
 
 
 def _child(raw: str, out: str, tsd: str, batch_rows: int, q) -> None:
-    from genco_data.build import BuildConfig, build_release
+    from genco_data import BuildConfig, build_release
 
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -69,7 +69,7 @@ def _child(raw: str, out: str, tsd: str, batch_rows: int, q) -> None:
 def validation_rate(raw: Path, tsd: dt.date, batch_rows: int) -> float:
     import pyarrow.parquet as pq
 
-    from genco_data.validate import IdSet, coerce, row_reasons, to_release_schema
+    from genco_data.build.validate import IdSet, coerce, row_reasons, to_release_schema
 
     seen = IdSet()
     rows = 0
@@ -89,7 +89,7 @@ def anchor_rate(raw: Path, n: int) -> tuple[float, float]:
     """(rows/s of to_pylist + model_validate, rows/s of model_validate alone) on the first n rows."""
     import pyarrow.parquet as pq
 
-    from genco_data.records import ImpressionRow
+    from genco_data.format.records import ImpressionRow
 
     f = sorted((raw / "raw").glob("*.parquet"))[0]
     table = pq.read_table(f).slice(0, n)

@@ -23,11 +23,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from genco_data import metrics as M
-from genco_data.arrow import impressions_schema, predictions_schema
-from genco_data.components import COMPONENTS, PAPER_AVG_CANDIDATES, PAPER_COVERAGE, PAPER_TRAIN_CTR
+from genco_data.evaluate import metrics as M
+from genco_data.format.arrow import impressions_schema, predictions_schema
+from genco_data.format.components import COMPONENTS, PAPER_AVG_CANDIDATES, PAPER_COVERAGE, PAPER_TRAIN_CTR
 from genco_data.evaluate import Evaluator
-from genco_data.records import FileEntry, Manifest, Source
+from genco_data.format.records import FileEntry, Manifest, Source
 from genco_data.release import MANIFEST_NAME
 
 K = len(COMPONENTS)

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 from scipy.optimize import minimize
 
-from genco_data.components import COMPONENTS, N_COMPONENTS, candidates_col, exposed_col
+from genco_data.format.components import COMPONENTS, N_COMPONENTS, candidates_col, exposed_col
 from genco_data.synth import World, simulate
 from genco_data.synth.config import PRESETS, SynthConfig
 

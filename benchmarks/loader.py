@@ -5,7 +5,7 @@
     python benchmarks/loader.py --release PATH        # an existing release folder (train split)
     python benchmarks/loader.py --synth               # genco_data.synth + genco_data.build make the release
 
-Every figure is rows/s of finished :class:`genco_data.torch_data.Batch` objects (or, for the anchors, the
+Every figure is rows/s of finished :class:`genco_data.load.Batch` objects (or, for the anchors, the
 same tensors built by a straightforward Python collate), consumed and dropped as a training loop would.
 torch and pyarrow are limited to one thread (the numpy operations used are single-threaded). Measured in the
 same process over the same rows:
@@ -44,9 +44,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from genco_data import torch_data as td  # noqa: E402
-from genco_data.arrow import impressions_schema  # noqa: E402
-from genco_data.components import (  # noqa: E402
+from genco_data import load as td  # noqa: E402
+from genco_data.format.arrow import impressions_schema  # noqa: E402
+from genco_data.format.components import (  # noqa: E402
     COMPONENTS,
     PAD_TO,
     PAPER_AVG_CANDIDATES,
@@ -103,7 +103,7 @@ def table1_rows(n: int, seed: int, first: int, n_ads: int = 40_000, n_users: int
 def write_release(root: Path, rows: int) -> Path:
     """A release folder (train split only) written like the builder: zstd, content-defined chunking,
     page index, row groups of 100k rows, shards of 100k rows."""
-    from genco_data.records import FileEntry, Manifest, Source
+    from genco_data.format.records import FileEntry, Manifest, Source
     from genco_data.release import MANIFEST_NAME, shard_name
 
     count = -(-rows // ROWS_PER_SHARD)
@@ -125,7 +125,7 @@ def write_release(root: Path, rows: int) -> Path:
 
 
 def synth_release(root: Path, rows: int) -> Path:
-    from genco_data.build import BuildConfig, build_release
+    from genco_data import BuildConfig, build_release
     from genco_data.synth import SynthConfig, simulate
 
     summary = simulate(SynthConfig(train_rows=rows, test_rows=max(1000, rows // 10), seed=0), root / "raw", progress=False)

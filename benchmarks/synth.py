@@ -72,8 +72,8 @@ def anchor(world, cat, cfg, rows: int) -> dict:
     """Per-row Python: the same model, one impression at a time, then ``pa.Table.from_pylist``."""
     import pyarrow as pa
 
-    from genco_data.arrow import impressions_schema
-    from genco_data.components import COMPONENTS
+    from genco_data.format.arrow import impressions_schema
+    from genco_data.format.components import COMPONENTS
     from genco_data.synth.world import CATEGORIES, PARENT
 
     a = world.arrays

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from genco_data.build import BuildConfig, build_release  # noqa: E402
+from genco_data import BuildConfig, build_release  # noqa: E402
 from genco_data.release import Release  # noqa: E402
 from genco_data.synth import SynthConfig, simulate  # noqa: E402
-from genco_data.torch_data import Vocabularies, pad_table  # noqa: E402
+from genco_data.load import Vocabularies, pad_table  # noqa: E402
 from reference_model.model import GenCO, GenCOConfig  # noqa: E402
 from reference_model.train import Objective, read_split  # noqa: E402
 

@@ -57,7 +57,7 @@ def _synth(args):
 
 @_verb("build")
 def _build(args):
-    from genco_data.build import BuildConfig, build_release
+    from genco_data.pipeline import BuildConfig, build_release
 
     cfg = BuildConfig(
         sources=[Path(s) for s in args.sources],
@@ -82,7 +82,7 @@ def _verify(args):
 
 @_verb("stats")
 def _stats(args):
-    from genco_data.stats import format_stats, release_stats
+    from genco_data.build.stats import format_stats, release_stats
 
     stats = release_stats(Path(args.release), split=args.split)
     _emit(args, stats, format_stats(stats))
@@ -90,7 +90,7 @@ def _stats(args):
 
 @_verb("evaluate")
 def _evaluate(args):
-    from genco_data import evaluate as ev
+    from genco_data.evaluate import evaluator as ev
 
     if args.validity:
         report = ev.metric_validity(Path(args.data), n_policies=args.policies, seed=args.seed, progress=not args.quiet)
@@ -117,7 +117,8 @@ def _leaderboard(args):
 
 @_verb("card")
 def _card(args):
-    from genco_data.card import FIGURES, FIGURES_DIR, CardOptions, render_card, write_default_card
+    from genco_data.card.card import FIGURES, FIGURES_DIR, CardOptions, render_card
+    from genco_data.pipeline import write_default_card
 
     if args.default:
         if args.release or args.repo or args.changelog or args.license:

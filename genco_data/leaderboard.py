@@ -20,10 +20,10 @@ import numpy as np
 from pydantic import ValidationError
 
 from genco_data import __version__
-from genco_data.components import COMPONENTS
+from genco_data.format.components import COMPONENTS
 from genco_data.errors import SubmissionError
 from genco_data.fsutil import sha256_file, write_json_atomic, write_text_atomic
-from genco_data.records import LeaderboardEntry, MetricSummary, Submission
+from genco_data.format.records import LeaderboardEntry, MetricSummary, Submission
 from genco_data.release import MANIFEST_NAME, Release
 
 #: Minimum number of distinct seeds (OGB asks 10; we default to 5).
@@ -137,7 +137,7 @@ def verify_submission(
     regenerate: str | None = None,
 ) -> LeaderboardEntry:
     """Verify a submission against ``release_path`` by recomputation; write the entry when ``entries_dir``."""
-    from genco_data.evaluate import Evaluator  # the evaluator is heavier; import on use
+    from genco_data.evaluate.evaluator import Evaluator  # the evaluator is heavier; import on use
 
     submission_path = Path(submission_path)
     sub = load_submission(submission_path)

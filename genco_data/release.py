@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genco_data.components import CONFIGS, SPLITS
+from genco_data.format.components import CONFIGS, SPLITS
 from genco_data.fsutil import read_json_object, sha256_file
 from genco_data.errors import BackwardCompatibilityError, ForwardCompatibilityError, IntegrityError
-from genco_data.records import FORMAT_MAJOR, FORMAT_VERSION, Manifest
+from genco_data.format.records import FORMAT_MAJOR, FORMAT_VERSION, Manifest
 
 MANIFEST_NAME = "manifest.json"
 CARD_NAME = "README.md"
@@ -116,6 +116,12 @@ class Release:
     @property
     def rejects_dir(self) -> Path:
         return self.root / REJECTS_DIR
+
+
+def load_release(path: str | Path, *, verify: bool = True) -> Release:
+    """Open a release folder for reading: the manifest checked and, by default, every file against it
+    (``Release.open(path, verify=True)``)."""
+    return Release.open(path, verify=verify)
 
 
 def _parquet(path: Path, rel: str) -> Any:
@@ -227,7 +233,7 @@ def verify_release(path: str | Path) -> dict[str, Any]:
     ``manifest.splits``; ``rows_in = rows written + rows_rejected``; train days precede
     ``test_start_day`` and test days do not (from the Parquet statistics); ``README.md`` exists.
     """
-    from genco_data.arrow import impressions_schema
+    from genco_data.format.arrow import impressions_schema
 
     rel = Release.open(path)
     root, m = rel.root, rel.manifest
@@ -292,6 +298,7 @@ def verify_release(path: str | Path) -> dict[str, Any]:
 
 
 __all__ = [
+    "load_release",
     "SHARD_RE",
     "sha256_file",
     "verify_checksums",

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genco_data.components import N_COMPONENTS
+from genco_data.format.components import N_COMPONENTS
 from genco_data.errors import InvalidInputError
 from reference_model.losses import train_step
 from reference_model.model import (

@@ -54,7 +54,7 @@ def run_demo(out: str | os.PathLike = "demo_out", size: str = "default", quiet: 
         return lambda: steps.__setitem__(name, time.perf_counter() - t)
 
     # 1. simulate + build
-    from genco_data.build import BuildConfig, build_release
+    from genco_data import BuildConfig, build_release
     from genco_data.synth import SynthConfig, simulate
 
     train_rows, test_rows = SIZES[size]
@@ -81,7 +81,7 @@ def run_demo(out: str | os.PathLike = "demo_out", size: str = "default", quiet: 
     feats = ds["train"].features
     say(f"[3/6] datasets.load_dataset({str(release)!r}): " + ", ".join(f"{k} {v.num_rows:,} rows" for k, v in ds.items())
         + f"; {len(feats)} features, e.g. click={feats['click']}, title_candidates={feats['title_candidates']}")
-    from genco_data.stats import format_stats, release_stats
+    from genco_data.build.stats import format_stats, release_stats
 
     stats_text = format_stats(release_stats(release))
     say(stats_text)

@@ -36,15 +36,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genco_data.components import COMPONENTS, N_COMPONENTS, PAD_TO, REWARD_CLICK, REWARD_NO_CLICK
+from genco_data.format.components import COMPONENTS, N_COMPONENTS, PAD_TO, REWARD_CLICK, REWARD_NO_CLICK
 from genco_data.errors import InvalidInputError, SchemaError
 from genco_data.overrides import parse_overrides
 
-#: Vocabulary conventions of :mod:`genco_data.torch_data`: index 0 = padding / missing, 1 = out of vocabulary.
+#: Vocabulary conventions of :mod:`genco_data.load`: index 0 = padding / missing, 1 = out of vocabulary.
 PAD_INDEX = 0
 OOV_INDEX = 1
 #: Context vocabularies (besides one per component) that the model embeds.
-# Names = genco_data.torch_data.VOCAB_NAMES (the column names), so Vocabularies.sizes() plugs in directly.
+# Names = genco_data.load.VOCAB_NAMES (the column names), so Vocabularies.sizes() plugs in directly.
 CONTEXT_VOCABS: tuple[str, ...] = ("user_id", "ad_id", "query_id", "query_segments", "user_age", "user_gender", "category")
 VOCAB_KEYS: tuple[str, ...] = CONTEXT_VOCABS + COMPONENTS
 INFERENCE_MODES: tuple[str, ...] = ("sample", "greedy", "enumerate")
@@ -69,7 +69,7 @@ __all__ = [
 
 
 class BatchLike(Protocol):
-    """The fields of :class:`genco_data.torch_data.Batch` the models read (B rows, S query segments)."""
+    """The fields of :class:`genco_data.load.Batch` the models read (B rows, S query segments)."""
 
     candidates: Tensor  # int64 (B, 6, 15) vocabulary index per slot, 0 = padding, 1 = OOV
     mask: Tensor  # bool (B, 6, 15) slot holds a real candidate

@@ -2,7 +2,7 @@
 
     genco predict --model runs/genco --data rel --out preds.parquet [--mode sample|greedy|enumerate] [--seed 0]
 
-One row per test impression (schema ``genco_data.arrow.predictions_schema()``):
+One row per test impression (schema ``genco_data.format.arrow.predictions_schema()``):
 
 - ``impression_id``;
 - ``<c>_choice`` int16, null iff the pool is empty: an index into the ORIGINAL ``<c>_candidates`` (the policy
@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from genco_data.arrow import predictions_schema
-from genco_data.components import COMPONENTS, choice_col, scores_col
+from genco_data.format.arrow import predictions_schema
+from genco_data.format.components import COMPONENTS, choice_col, scores_col
 from genco_data.errors import InvalidInputError
 from genco_data.release import Release, sha256_file
-from genco_data.torch_data import Batch, pad_table
+from genco_data.load import Batch, pad_table
 from reference_model.baselines import DCOPolicy, MLPPolicy, UniformPolicy
 from reference_model.model import INFERENCE_MODES, GenCO, Selection
 from reference_model.train import _atomic_write, load_run, read_split

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from genco_data import __version__
-from genco_data.components import COMPONENTS, bucket_labels
+from genco_data.format.components import COMPONENTS, bucket_labels
 from genco_data.errors import InvalidInputError
-from genco_data.records import SeedPredictions, Submission
+from genco_data.format.records import SeedPredictions, Submission
 from genco_data.release import MANIFEST_NAME, Release, sha256_file
 
 #: Table 2 rows in display order; the ablations of Table 3.
@@ -408,7 +408,7 @@ def figure3(out: Path, data: str, seeds: list[int]) -> dict[str, Any] | None:
 
     from reference_model.model import GenCO
     from reference_model.train import load_run, read_split
-    from genco_data.torch_data import pad_table
+    from genco_data.load import pad_table
 
     runs = [out / "runs" / "genco" / f"seed{s}" for s in seeds if (out / "runs" / "genco" / f"seed{s}").is_dir()]
     if not runs:

@@ -6,7 +6,7 @@
     python -m reference_model.train --out runs/genco --resume                        # continue a run
 
 Data. The vocabularies are built from the train rows (``--max-rows`` keeps the most recent ones); the rows
-are padded ONCE into one :class:`genco_data.torch_data.Batch` (on a GPU it is moved to the device when it
+are padded ONCE into one :class:`genco_data.load.Batch` (on a GPU it is moved to the device when it
 fits, so no step copies from the host) and batches are contiguous slices in chronological order — the paper
 trains in log order, without shuffling. Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) each rank takes its
 own contiguous chronological shard (``N // world_size`` rows; the remainder, < world_size rows, is dropped),
@@ -54,12 +54,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from genco_data import __version__
-from genco_data.components import CONFIGS, SPLITS
+from genco_data.format.components import CONFIGS, SPLITS
 from genco_data.errors import GencoError, InvalidInputError
 from genco_data.fsutil import atomic_write as _atomic_write  # temp file + fsync + os.replace
 from genco_data.fsutil import read_json_object
 from genco_data.release import MANIFEST_NAME, Release, sha256_file
-from genco_data.torch_data import REQUIRED_COLUMNS, Batch, Vocabularies, pad_table
+from genco_data.load import REQUIRED_COLUMNS, Batch, Vocabularies, pad_table
 from reference_model.baselines import DCOPolicy, MLPPolicy
 from reference_model.losses import genco_loss
 from reference_model.model import VARIANTS, VOCAB_KEYS, GenCO, GenCOConfig, check_batch

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from genco_data.arrow import impressions_schema
-from genco_data.components import COMPONENTS, candidates_col, exposed_col, propensity_col
-from genco_data.records import FileEntry, Manifest, Source
+from genco_data.format.arrow import impressions_schema
+from genco_data.format.components import COMPONENTS, candidates_col, exposed_col, propensity_col
+from genco_data.format.records import FileEntry, Manifest, Source
 from genco_data.release import MANIFEST_NAME, shard_name
 
 K = len(COMPONENTS)

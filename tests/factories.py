@@ -1,6 +1,6 @@
 """Tiny, fast factories of valid impression tables (pyarrow + numpy only; no simulator needed).
 
-``make_impressions(n, ...)`` returns ``n`` valid rows in :func:`genco_data.arrow.impressions_schema`:
+``make_impressions(n, ...)`` returns ``n`` valid rows in :func:`genco_data.format.arrow.impressions_schema`:
 train days logged by ``production`` (random propensities), test days by ``uniform`` (1/n), rows in
 chronological order, ids ``f"{prefix}{i:08d}"``.
 """
@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from genco_data.arrow import impressions_schema
-from genco_data.components import (
+from genco_data.format.arrow import impressions_schema
+from genco_data.format.components import (
     COMPONENTS,
     PAPER_AVG_CANDIDATES,
     PAPER_COVERAGE,

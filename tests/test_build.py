@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from factories import START, make_impressions, set_cells, write_csv, write_jsonl, write_parquet, write_world
-from genco_data.arrow import impressions_schema
-from genco_data.build import BuildConfig, build_release, row_bytes
+from genco_data.format.arrow import impressions_schema
+from genco_data import BuildConfig, build_release
+from genco_data.build.builder import row_bytes
 from genco_data.cli import main
-from genco_data.components import UNIFORM
+from genco_data.format.components import UNIFORM
 from genco_data.errors import BuildError, InvalidInputError, SchemaError
 from genco_data.release import Release, verify_release
 
@@ -399,7 +400,7 @@ def test_out_exists_overwrite_and_refusals(tmp_path, synth_src):
 
 
 def test_a_failure_mid_build_leaves_nothing(tmp_path, synth_src, monkeypatch):
-    import genco_data.build as b
+    import genco_data.build.builder as b
 
     calls = {"n": 0}
     real = b.row_bytes
@@ -420,7 +421,7 @@ def test_a_killed_build_leaves_no_release_and_a_rerun_succeeds(tmp_path, synth_s
     out = tmp_path / "rel"
     script = (
         "import sys, time, pathlib\n"
-        "import genco_data.build as b\n"
+        "import genco_data.build.builder as b\n"
         "real = b.row_bytes\n"
         "def slow(t):\n"
         "    time.sleep(0.2)\n"

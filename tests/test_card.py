@@ -12,13 +12,13 @@ import pytest
 import yaml
 
 from factories import START, make_impressions, write_parquet, write_world
-from genco_data import card
-from genco_data.arrow import impressions_schema
-from genco_data.build import BuildConfig, build_release
+from genco_data import card, pipeline
+from genco_data.format.arrow import impressions_schema
+from genco_data import BuildConfig, build_release
 from genco_data.cli import main
-from genco_data.components import COMPONENTS, PAD_TO, PAPER_AVG_CANDIDATES, PAPER_COVERAGE
+from genco_data.format.components import COMPONENTS, PAD_TO, PAPER_AVG_CANDIDATES, PAPER_COVERAGE
 from genco_data.errors import BackwardCompatibilityError, ForwardCompatibilityError, InvalidInputError
-from genco_data.records import ImpressionRow
+from genco_data.format.records import ImpressionRow
 from genco_data.release import Release, verify_release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def raw(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def default_release(tmp_path_factory) -> Path:
     """The embedded default release: ``genco synth --out raw && genco build raw --out release --version 1.0.0``."""
-    return card.build_default_release(tmp_path_factory.mktemp("default"))
+    return pipeline.build_default_release(tmp_path_factory.mktemp("default"))
 
 
 def _front_matter(text: str) -> dict:
@@ -78,7 +78,7 @@ def test_dataset_card_md_is_a_fresh_render_of_the_default_release(default_releas
     m = Release.open(default_release).manifest
     assert m.source.kind == "synthetic" and m.source.seed == 0 and m.dataset_version == "1.0.0"
     assert m.splits["impressions"] == {"train": 200_000, "test": 50_000}
-    want = card.default_card_text(default_release)
+    want = pipeline.default_card_text(default_release)
     got = (ROOT / "DATASET_CARD.md").read_text(encoding="utf-8")
     if got != want:
         import difflib
@@ -101,19 +101,19 @@ def test_the_default_card_figures_plot_the_default_release(default_release):
 
 
 def test_write_default_card_writes_what_the_test_expects(default_release, tmp_path):
-    paths = card.write_default_card(tmp_path, release_path=default_release)
+    paths = pipeline.write_default_card(tmp_path, release_path=default_release)
     assert paths == [tmp_path / "DATASET_CARD.md", *(tmp_path / "cards" / "figures" / f for f in card.FIGURES)]
-    assert (tmp_path / "DATASET_CARD.md").read_text(encoding="utf-8") == card.default_card_text(default_release)
+    assert (tmp_path / "DATASET_CARD.md").read_text(encoding="utf-8") == pipeline.default_card_text(default_release)
     for f in card.FIGURES:  # same bytes as the release's own figures (one renderer)
         assert (tmp_path / "cards" / "figures" / f).read_bytes() == (default_release / "figures" / f).read_bytes()
     # the release's README differs only by where it links the figures
     readme = (default_release / "README.md").read_text(encoding="utf-8")
-    assert readme == card.default_card_text(default_release).replace("](cards/figures/", "](figures/")
+    assert readme == pipeline.default_card_text(default_release).replace("](cards/figures/", "](figures/")
 
 
 def test_the_default_card_states_the_real_statistics(default_release):
     m = Release.open(default_release).manifest
-    text = card.default_card_text(default_release)
+    text = pipeline.default_card_text(default_release)
     rows = {r[0].strip("`"): r for r in _table(text, "| component |")}
     assert list(rows) == list(COMPONENTS)
     for c in COMPONENTS:
@@ -155,7 +155,7 @@ def test_card_sections_front_matter_and_links(synthetic):
                     "## Limitations", "## License", "## Citation", "## Changelog"):
         assert f"\n{heading}" in text, heading
     assert 'load_dataset("ORG/NAME", "impressions", revision="v1.2.3")' in text
-    assert "torch_data.loader(" in text
+    assert "from genco_data import loader" in text and "= loader(ds[\"train\"]" in text
     assert "Σ_r n_c(r) · y(r) · 1[choice_c(r) = shown_c(r)]  /  Σ_r n_c(r) · 1[choice_c(r) = shown_c(r)]" in text
     assert "Π_c n_c(r)" in text
     assert card.TRUNCATION_RULE in text and card.CITATION in text and "arXiv:2508.09730" in text
@@ -213,7 +213,7 @@ def test_figures_are_pngs_of_the_release_data(synthetic):
 
 def test_truncation_rule_is_torch_datas():
     """One rule, two places: the card's text must be what the adapter's docstring says."""
-    torch_data = pytest.importorskip("genco_data.torch_data")
+    torch_data = pytest.importorskip("genco_data.load.datasets")
 
     def norm(s: str) -> str:
         return " ".join(s.replace("`", "").split())

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genco_data import metrics as M
-from genco_data.components import BUCKET_EDGES, COMPONENTS, candidates_col, exposed_col
+from genco_data.evaluate import metrics as M
+from genco_data.format.components import BUCKET_EDGES, COMPONENTS, candidates_col, exposed_col
 from genco_data.errors import GencoError, InvalidInputError, PredictionsError
 from genco_data.evaluate import EvalConfig, Evaluator, format_validity, metric_validity
 
@@ -287,7 +287,7 @@ def test_order_dtype_and_api_forms_give_identical_results(wide):
 
 
 def test_id_alignment_survives_hash_collisions(wide, monkeypatch):
-    from genco_data import evaluate as ev_mod
+    from genco_data.evaluate import evaluator as ev_mod
 
     root, test, choices = wide
     perm = np.random.default_rng(1).permutation(test.num_rows)

@@ -22,7 +22,7 @@ import pytest
 
 from factories import START, make_impressions, set_cells, write_parquet, write_world
 from genco_data import hub
-from genco_data.build import BuildConfig, build_release
+from genco_data import BuildConfig, build_release
 from genco_data.cli import main
 from genco_data.errors import BackwardCompatibilityError, ForwardCompatibilityError, IntegrityError, PublishError
 from genco_data.release import Release, verify_release

@@ -29,10 +29,27 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-def test_ground_floor_imports_nothing_of_the_project_but_components():
-    for name in ("components.py", "records.py", "errors.py"):
-        project = {m for m in _imports(PACKAGE / name) if m.split(".")[0] in {"genco_data", "reference_model"}}
-        assert project <= {"genco_data.components"}, f"{name} imports {project}"
+#: The modules allowed to import torch (DESIGN.md: only the torch face of ``load/``).
+TORCH_MODULES = {"load/batch.py", "load/datasets.py"}
+#: Over this many lines a module must say why in its docstring (a line starting "Long on purpose:").
+MAX_LINES = 500
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(PACKAGE).as_posix()
+
+
+def _module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    return name[: -len(".__init__")] if name.endswith(".__init__") else name
+
+
+def test_format_imports_nothing_else_of_the_project():
+    for path in _modules(PACKAGE / "format"):
+        project = {m for m in _imports(path) if m.split(".")[0] in {"genco_data", "reference_model"}}
+        assert all(m == "genco_data._lazy" or m.startswith("genco_data.format") for m in project), f"{path} imports {project}"
+    project = {m for m in _imports(PACKAGE / "errors.py") if m.split(".")[0] in {"genco_data", "reference_model"}}
+    assert not project, f"errors.py imports {project}"
 
 
 def test_genco_data_never_imports_reference_model_nor_cli():
@@ -45,15 +62,27 @@ def test_genco_data_never_imports_reference_model_nor_cli():
         assert "genco_data.cli" not in _imports(path), f"{path} imports the CLI"
 
 
-def test_only_torch_data_imports_torch_in_genco_data():
+def test_only_the_torch_face_of_load_imports_torch():
     for path in _modules(PACKAGE):
-        if path.name == "torch_data.py":
+        if _rel(path) in TORCH_MODULES:
             continue
         assert not any(m.split(".")[0] == "torch" for m in _imports(path)), f"{path} imports torch"
 
 
+def test_only_build_engines_import_ray():
+    for path in _modules(PACKAGE):
+        if _rel(path).startswith("build/engines/"):
+            continue
+        assert not any(m.split(".")[0] == "ray" for m in _imports(path)), f"{path} imports ray"
+
+
+def test_the_build_never_imports_the_card():
+    for path in _modules(PACKAGE / "build"):
+        assert not any(m.startswith("genco_data.card") or m == "genco_data.pipeline" for m in _imports(path)), path
+
+
 def test_import_genco_data_works_without_torch():
-    mods = [f"genco_data.{p.stem}" for p in _modules(PACKAGE) if p.stem not in {"__init__", "torch_data", "__main__"} and p.parent == PACKAGE]
+    mods = [_module_name(p) for p in _modules(PACKAGE) if _rel(p) not in TORCH_MODULES and p.name != "__main__.py"]
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
         f"import genco_data, {', '.join(mods)}\n"
@@ -61,6 +90,73 @@ def test_import_genco_data_works_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> project modules it imports (absolute and relative imports, at any depth of the file)."""
+    paths = {_module_name(p): p for folder in (PACKAGE, REFERENCE) for p in _modules(folder)}
+    graph: dict[str, set[str]] = {m: set() for m in paths}
+    for m, path in paths.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    pkg = m if path.name == "__init__.py" else m.rsplit(".", 1)[0]
+                    parts = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in paths:
+                    t = t.rsplit(".", 1)[0] if "." in t else ""
+                if t and t != m and not m.startswith(t + "."):
+                    graph[m].add(t)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle():
+    assert _cycles(_graph()) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 _NETWORK_API = re.compile(r"\b(HfApi|hf_hub_download|snapshot_download|upload_folder|create_repo|create_tag)\b")

@@ -25,12 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import genco_data.card as card_module
+import genco_data.card.card as card_module
 import genco_data.release as release_module
 from factories import START, make_impressions, read_manifest as _manifest, write_csv, write_parquet, write_manifest as _write_manifest, write_world
-from genco_data.build import BuildConfig, build_release
+from genco_data import BuildConfig, build_release
 from genco_data.cli import main
-from genco_data.components import COMPONENTS, exposed_col
+from genco_data.format.components import COMPONENTS, exposed_col
 from genco_data.errors import BackwardCompatibilityError, GencoError, IntegrityError
 from genco_data.release import Release, verify_checksums, verify_release
 
@@ -242,7 +242,8 @@ def test_evaluator_on_a_sound_release(release):
 
 @pytest.mark.parametrize("damage", ["flipped train shard", "flipped test shard", "missing sample shard", "extra world file", "edited manifest"])
 def test_torch_loaders_refuse_a_damaged_release_unless_told_not_to_verify(release, damage):
-    td = pytest.importorskip("genco_data.torch_data")
+    pytest.importorskip("torch")
+    td = pytest.importorskip("genco_data.load")
     DAMAGES[damage](release)
     calls = {
         "Vocabularies.build": lambda **kw: td.Vocabularies.build(release, **kw),
@@ -265,7 +266,8 @@ def test_torch_loaders_refuse_a_damaged_release_unless_told_not_to_verify(releas
 
 
 def test_torch_loaders_on_a_sound_release(release):
-    td = pytest.importorskip("genco_data.torch_data")
+    pytest.importorskip("torch")
+    td = pytest.importorskip("genco_data.load")
     vocabs = td.Vocabularies.build(release)
     batches = list(td.loader(release, batch_size=128, vocabs=vocabs))
     assert sum(len(b) for b in batches) == Release.open(release).manifest.splits["impressions"]["train"]
@@ -483,7 +485,7 @@ def test_leaderboard_refuses_oversized_or_non_utf8_entries(tmp_path, monkeypatch
 # ------------------------------------------------------------------------------------ bounded resources
 def test_a_raw_file_over_the_size_limit_is_refused_before_it_is_opened(tmp_path, monkeypatch):
     """Refused on its size alone: the file is never opened (no read of any input happens)."""
-    from genco_data.build import MAX_FILE_BYTES
+    from genco_data.build.builder import MAX_FILE_BYTES
     from genco_data.errors import InvalidInputError
 
     write_parquet(make_impressions(200, seed=1), tmp_path / "src" / "a.parquet")

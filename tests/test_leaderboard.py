@@ -13,10 +13,10 @@ import pytest
 
 from genco_data import __version__
 from genco_data import leaderboard as lb
-from genco_data.arrow import predictions_schema
-from genco_data.build import BuildConfig, build_release
+from genco_data.format.arrow import predictions_schema
+from genco_data import BuildConfig, build_release
 from genco_data.cli import main
-from genco_data.components import COMPONENTS, candidates_col, choice_col, exposed_col
+from genco_data.format.components import COMPONENTS, candidates_col, choice_col, exposed_col
 from genco_data.errors import SubmissionError
 from genco_data.release import Release
 from genco_data.synth import SynthConfig, simulate

@@ -1,6 +1,6 @@
 """Reference model: GenCO (padded ≡ packed, masking, MIL, losses, ablations, inference) and the baselines.
 
-Batches are built here with the fields of genco_data.torch_data.Batch (issue #3), so these tests do not
+Batches are built here with the fields of genco_data.load.Batch (issue #3), so these tests do not
 depend on the adapters.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from genco_data.components import COMPONENTS, PAD_TO  # noqa: E402
+from genco_data.format.components import COMPONENTS, PAD_TO  # noqa: E402
 from genco_data.errors import InvalidInputError, SchemaError  # noqa: E402
 from reference_model import (  # noqa: E402
     VARIANTS,

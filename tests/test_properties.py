@@ -25,10 +25,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import genco_data.card as card_module
+import genco_data.card.card as card_module
 from factories import START, make_impressions, set_cells, write_csv, write_jsonl, write_parquet
-from genco_data.build import BuildConfig, build_release
-from genco_data.components import COMPONENTS, candidates_col, exposed_col
+from genco_data import BuildConfig, build_release
+from genco_data.format.components import COMPONENTS, candidates_col, exposed_col
 from genco_data.release import Release
 
 TSD = START + dt.timedelta(days=4)

@@ -17,12 +17,12 @@ import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
 from factories import START, make_impressions, read_manifest as _manifest, write_parquet, write_manifest as _write_manifest, write_world  # noqa: E402
-from genco_data.build import BuildConfig, build_release  # noqa: E402
+from genco_data import BuildConfig, build_release  # noqa: E402
 from genco_data.card import card_front_matter, render_card  # noqa: E402
-from genco_data.components import COMPONENTS, candidates_col  # noqa: E402
+from genco_data.format.components import COMPONENTS, candidates_col  # noqa: E402
 from genco_data.errors import ForwardCompatibilityError, IntegrityError  # noqa: E402
 from genco_data.release import Release, verify_release  # noqa: E402
-from genco_data.stats import format_stats, release_stats  # noqa: E402
+from genco_data.build.stats import format_stats, release_stats  # noqa: E402
 
 TSD = START + dt.timedelta(days=4)
 
@@ -162,7 +162,7 @@ def test_front_matter_round_trips_through_datasets(built):
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCardData
 
-    from genco_data.arrow import impressions_features
+    from genco_data.format.arrow import impressions_features
 
     import yaml
 
@@ -186,7 +186,7 @@ def test_load_dataset_offline(built, tmp_path, monkeypatch):
     import datasets
     from huggingface_hub import constants
 
-    from genco_data.arrow import impressions_features
+    from genco_data.format.arrow import impressions_features
 
     # offline even when another test module imported datasets before the environment was set
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
@@ -208,7 +208,7 @@ def test_load_dataset_offline(built, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ stats
 def _slow_stats(rows: list[dict]) -> dict:
-    """The Table-1 definitions of genco_data.stats, one Python row at a time."""
+    """The Table-1 definitions of genco_data.build.stats, one Python row at a time."""
     out = {"rows": len(rows), "ctr": sum(r["click"] for r in rows) / len(rows), "days": len({r["day"] for r in rows})}
     for c in COMPONENTS:
         pools = [r[candidates_col(c)] for r in rows]
@@ -245,7 +245,7 @@ def test_release_stats_match_a_slow_reference(built, split):
 
 
 def test_stats_batches_do_not_matter(built):
-    from genco_data.stats import STATS_COLUMNS, StatsAccumulator
+    from genco_data.build.stats import STATS_COLUMNS, StatsAccumulator
 
     t = pa.concat_tables([pq.read_table(f, columns=list(STATS_COLUMNS)) for f in Release.open(built).data_files("impressions", "train")])
     whole, pieces = StatsAccumulator(), StatsAccumulator()

@@ -37,12 +37,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-import genco_data.card as card_module
+import genco_data.card.card as card_module
 from factories import START, make_impressions, set_cells
-from genco_data.arrow import impressions_schema
-from genco_data.build import BuildConfig, build_release
+from genco_data.format.arrow import impressions_schema
+from genco_data import BuildConfig, build_release
 from genco_data.cli import main
-from genco_data.components import COMPONENTS, PAD_TO, candidates_col
+from genco_data.format.components import COMPONENTS, PAD_TO, candidates_col
 from genco_data.errors import BuildError, InvalidInputError, SchemaError
 from genco_data.release import Release, verify_release
 
@@ -666,7 +666,8 @@ def test_corpus(case: Case, base: pa.Table, tmp_path: Path, capsys) -> None:
 def test_long_pools_round_trip_through_the_torch_adapter(base: pa.Table, tmp_path: Path) -> None:
     """Pools of 20 and 31 candidates, shown at index 18 and 30 (train and test): kept by the builder, and
     the torch adapter keeps the shown element in the last slot with its original index."""
-    td = pytest.importorskip("genco_data.torch_data")
+    pytest.importorskip("torch")
+    td = pytest.importorskip("genco_data.load")
     t = _long_pools(base)
     src = write(t, "parquet", tmp_path / "long.parquet")
     out = tmp_path / "rel"

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from genco_data import arrow
-from genco_data.components import COMPONENTS, candidates_col, exposed_col, propensity_col
-from genco_data.records import ROW_COLUMNS, ImpressionRow, Manifest, PredictionRow
+from genco_data.format import arrow
+from genco_data.format.components import COMPONENTS, candidates_col, exposed_col, propensity_col
+from genco_data.format.records import ROW_COLUMNS, ImpressionRow, Manifest, PredictionRow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,9 +22,9 @@ def test_checked_in_schema_files_match_the_code():
     expected = arrow.schema_documents()
     folder = arrow.schema_dir(ROOT)
     on_disk = {p.name for p in folder.iterdir()}
-    assert on_disk == set(expected), "schema/v1 has missing or extra files: run `python -m genco_data.arrow`"
+    assert on_disk == set(expected), "schema/v1 has missing or extra files: run `python -m genco_data.format.arrow`"
     for name, text in expected.items():
-        assert (folder / name).read_text(encoding="utf-8") == text, f"schema/v1/{name} drifted: run `python -m genco_data.arrow`"
+        assert (folder / name).read_text(encoding="utf-8") == text, f"schema/v1/{name} drifted: run `python -m genco_data.format.arrow`"
 
 
 def test_column_order_and_component_columns():

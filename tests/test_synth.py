@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from genco_data.arrow import impressions_schema
-from genco_data.components import (
+from genco_data.format.arrow import impressions_schema
+from genco_data.format.components import (
     COMPONENTS,
     N_COMPONENTS,
     PAD_TO,
@@ -27,7 +27,7 @@ from genco_data.components import (
     propensity_col,
 )
 from genco_data.errors import IntegrityError, InvalidInputError, SchemaError
-from genco_data.records import ImpressionRow
+from genco_data.format.records import ImpressionRow
 from genco_data.synth import SynthConfig, World, simulate
 from genco_data.synth import logging as synth_logging
 from genco_data.synth.world import CATEGORIES, hashed_ids

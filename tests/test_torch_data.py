@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from genco_data import torch_data as td  # noqa: E402
-from genco_data.arrow import impressions_schema  # noqa: E402
-from genco_data.components import COMPONENTS, PAD_TO, candidates_col, exposed_col, propensity_col  # noqa: E402
+from genco_data import load as td  # noqa: E402
+from genco_data.format.arrow import impressions_schema  # noqa: E402
+from genco_data.format.components import COMPONENTS, PAD_TO, candidates_col, exposed_col, propensity_col  # noqa: E402
 from genco_data.errors import GencoError, InvalidInputError, SchemaError  # noqa: E402
-from genco_data.records import FileEntry, Manifest, Source  # noqa: E402
+from genco_data.format.records import FileEntry, Manifest, Source  # noqa: E402
 from genco_data.release import MANIFEST_NAME, Release, shard_name  # noqa: E402
 
 C = len(COMPONENTS)

@@ -23,10 +23,10 @@ pytest.importorskip("safetensors")
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from genco_data.arrow import predictions_schema  # noqa: E402
-from genco_data.build import BuildConfig, build_release  # noqa: E402
+from genco_data.format.arrow import predictions_schema  # noqa: E402
+from genco_data import BuildConfig, build_release  # noqa: E402
 from genco_data.cli import main as genco  # noqa: E402
-from genco_data.components import COMPONENTS, PAD_TO, choice_col, scores_col  # noqa: E402
+from genco_data.format.components import COMPONENTS, PAD_TO, choice_col, scores_col  # noqa: E402
 from genco_data.errors import InvalidInputError  # noqa: E402
 from genco_data.evaluate import Evaluator  # noqa: E402
 from genco_data.synth import SynthConfig, simulate  # noqa: E402

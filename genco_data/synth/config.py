@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from genco_data.components import PAPER_TRAIN_CTR
+from genco_data.format.components import PAPER_TRAIN_CTR
 from genco_data.errors import InvalidInputError
 from genco_data.overrides import parse_overrides
 

@@ -44,8 +44,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from genco_data.arrow import impressions_schema
-from genco_data.components import (
+from genco_data.format.arrow import impressions_schema
+from genco_data.format.components import (
     COMPONENTS,
     N_COMPONENTS,
     PAD_TO,

@@ -56,7 +56,7 @@ import numpy as np
 import pyarrow as pa
 
 from genco_data import __version__
-from genco_data.components import COMPONENTS, N_COMPONENTS, candidates_col
+from genco_data.format.components import COMPONENTS, N_COMPONENTS, candidates_col
 from genco_data.errors import IntegrityError, InvalidInputError, SchemaError
 from genco_data.fsutil import read_json_object, sha256_file
 from genco_data.synth.config import SynthConfig

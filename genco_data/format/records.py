@@ -1,11 +1,11 @@
 """Pydantic records: the single source of truth of every on-disk format.
 
 The Arrow schema, the Hugging Face ``Features`` and the JSON Schema are *derived* from these models
-(see :mod:`genco_data.arrow`); ``schema/v1/`` holds the generated files. Each field carries its Arrow
+(see :mod:`genco_data.format.arrow`); ``schema/v1/`` holds the generated files. Each field carries its Arrow
 type in ``json_schema_extra["arrow"]`` (one of :data:`ARROW_TYPES`), because Python's ``int`` does not say
 whether it is stored as int8 or int64.
 
-This module imports only :mod:`genco_data.components` (the ground floor).
+This module imports only :mod:`genco_data.format.components` (the ground floor).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from genco_data.components import (
+from genco_data.format.components import (
     CLICK_NAMES,
     COMPONENTS,
     LOGGING_POLICIES,
@@ -76,7 +76,7 @@ _CLICK_FIELD = {"click": (int, _col("int8", "ClassLabel: 0 = no_click, 1 = click
 
 
 class _RowBase(_Strict):
-    """Cross-field invariants of a row (the same rules :mod:`genco_data.validate` applies vectorized)."""
+    """Cross-field invariants of a row (the same rules :mod:`genco_data.build.validate` applies vectorized)."""
 
     @model_validator(mode="after")
     def _check_components(self) -> "_RowBase":

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from genco_data.components import (
+from genco_data.format.components import (
     COMPONENTS,
     PAPER_AVG_CANDIDATES,
     PAPER_COVERAGE,
@@ -36,7 +36,7 @@ from genco_data.components import (
     SPLITS,
     candidates_col,
 )
-from genco_data.validate import IdSet
+from genco_data.build.validate import IdSet
 
 #: Columns :class:`StatsAccumulator` reads.
 STATS_COLUMNS: tuple[str, ...] = ("day", "click", "user_id", "ad_id") + tuple(candidates_col(c) for c in COMPONENTS)

@@ -7,15 +7,15 @@
     <release>/figures/ctr_by_day.png          CTR and impressions per day, test start marked
 
 **Front matter** — what ``datasets.load_dataset(<release or hub id>)`` reads: ``configs`` (one entry per
-config in :data:`~genco_data.components.CONFIGS`, data files per split, ``impressions`` the default) and
-``dataset_info`` (per config: the Features of :func:`~genco_data.arrow.impressions_features`, splits with
+config in :data:`~genco_data.format.components.CONFIGS`, data files per split, ``impressions`` the default) and
+``dataset_info`` (per config: the Features of :func:`~genco_data.format.arrow.impressions_features`, splits with
 ``num_examples`` from the manifest), built with ``datasets``' own ``MetadataConfigs`` and
 ``DatasetInfosDict`` into a ``huggingface_hub.DatasetCardData`` so the YAML is exactly what those libraries
 parse back; plus ``license``, ``pretty_name``, ``size_categories`` and ``tags``. ``num_bytes`` /
 ``download_size`` / ``dataset_size`` are the Parquet files' sizes on disk.
 
-**Body** — the template ``genco_data/templates/dataset_card.md`` (``{{name}}`` placeholders, every one must
-be filled) with generated blocks: the schema table from :class:`~genco_data.records.ImpressionRow` (never
+**Body** — the template ``genco_data/card/templates/dataset_card.md`` (``{{name}}`` placeholders, every one must
+be filled) with generated blocks: the schema table from :class:`~genco_data.format.records.ImpressionRow` (never
 written by hand), the Table-1 statistics from ``manifest.stats`` beside the paper's figures
 (``components.PAPER_*``), splits and files from the manifest, provenance from ``manifest.source``, and the
 changelog. The text is a pure function of the manifest, the pool-size counts of the data, the
@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from genco_data.components import (
+from genco_data.format.components import (
     CANDIDATE_COLUMNS,
     COMPONENTS,
     CONFIGS,
@@ -63,7 +63,8 @@ from genco_data.components import (
     candidates_col,
 )
 from genco_data.errors import InvalidInputError
-from genco_data.records import ImpressionRow, Manifest
+from genco_data.fsutil import write_text_atomic
+from genco_data.format.records import ImpressionRow, Manifest
 from genco_data.release import CARD_NAME, DATA_DIR, FIGURES_DIR, WORLD_DIR, Release, data_glob
 
 PRETTY_NAME = "GenCO creative-optimization impressions"
@@ -149,7 +150,7 @@ def card_front_matter(manifest: Manifest, options: CardOptions | None = None) ->
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCardData
 
-    from genco_data.arrow import impressions_features
+    from genco_data.format.arrow import impressions_features
 
     options = options or CardOptions()
     rows = sum(manifest.splits[CONFIGS[0]].values())
@@ -348,10 +349,10 @@ def _cell(text: str) -> str:
 
 
 def schema_table() -> str:
-    """Markdown table of the row schema, generated from :class:`~genco_data.records.ImpressionRow`.
+    """Markdown table of the row schema, generated from :class:`~genco_data.format.records.ImpressionRow`.
 
     Per-component columns are shown once with ``<c>`` for the component (they are identical but for ``c``)."""
-    from genco_data.arrow import impressions_schema
+    from genco_data.format.arrow import impressions_schema
 
     schema = impressions_schema()
     lines = ["| column | Arrow type | nullable | description |", "|---|---|---|---|"]
@@ -570,7 +571,7 @@ def _changelog_source(manifest: Manifest, options: CardOptions) -> tuple[str, st
             raise InvalidInputError(f"changelog {path}: no such file")
         return path.read_text(encoding="utf-8"), str(path.name)
     if manifest.source.kind == "synthetic" and (manifest.source.generator or "").startswith(_SYNTH_GENERATOR):
-        return resources.files("genco_data").joinpath("templates", _DEFAULT_CHANGELOG).read_text(encoding="utf-8"), _DEFAULT_CHANGELOG
+        return resources.files("genco_data.card").joinpath("templates", _DEFAULT_CHANGELOG).read_text(encoding="utf-8"), _DEFAULT_CHANGELOG
     return None
 
 
@@ -591,7 +592,7 @@ def changelog_markdown(manifest: Manifest, options: CardOptions | None = None) -
 
 
 def _template() -> str:
-    return resources.files("genco_data").joinpath("templates", _TEMPLATE).read_text(encoding="utf-8")
+    return resources.files("genco_data.card").joinpath("templates", _TEMPLATE).read_text(encoding="utf-8")
 
 
 def fill_template(template: str, values: dict[str, str]) -> str:
@@ -676,12 +677,6 @@ def card_text(manifest: Manifest, options: CardOptions | None = None, data: dict
     return "---\n" + card_front_matter(m, options) + "---\n\n" + body
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def render_card(release_path: str | Path, options: CardOptions | None = None) -> Path:
     """Write ``<release>/README.md`` and ``<release>/figures/*.png`` from the release; returns the card's path."""
     options = options or CardOptions()
@@ -690,52 +685,8 @@ def render_card(release_path: str | Path, options: CardOptions | None = None) ->
     render_figures(rel, rel.root / FIGURES_DIR, data)
     text = card_text(rel.manifest, options, data)
     path = rel.root / CARD_NAME
-    _write_text(path, text)
+    write_text_atomic(path, text)
     return path
-
-
-# ----------------------------------------------------------------------------- the default release
-#: Options of the top-level DATASET_CARD.md: the release card, figures linked under cards/figures.
-DEFAULT_CARD_OPTIONS = CardOptions(figures_href=DEFAULT_FIGURES_DIR)
-DEFAULT_VERSION = "1.0.0"
-
-
-def build_default_release(workdir: str | Path, progress: bool = False) -> Path:
-    """Simulate and build the embedded default release (``SynthConfig()``, version 1.0.0) under ``workdir``,
-    exactly as ``genco synth --out raw && genco build raw --out release --version 1.0.0`` run in ``workdir``
-    would; returns the release folder."""
-    from genco_data.build import BuildConfig, build_release
-    from genco_data.synth import SynthConfig, simulate
-
-    workdir = Path(workdir)
-    raw, out = workdir / "raw", workdir / "release"
-    simulate(SynthConfig(), raw, progress=progress)
-    build_release(BuildConfig(sources=[raw], out=out, version=DEFAULT_VERSION), progress=progress)
-    return out
-
-
-def default_card_text(release_path: str | Path) -> str:
-    """What ``DATASET_CARD.md`` must hold for the default release at ``release_path``."""
-    rel = Release.open(release_path)
-    return card_text(rel.manifest, DEFAULT_CARD_OPTIONS, figure_data(rel))
-
-
-def write_default_card(root: str | Path, release_path: str | Path | None = None, progress: bool = False) -> list[Path]:
-    """(Re)write ``<root>/DATASET_CARD.md`` and ``<root>/cards/figures/*.png`` from the default release
-    (built in a temporary folder unless ``release_path`` is given); returns the written paths."""
-    import tempfile
-
-    root = Path(root)
-    with tempfile.TemporaryDirectory(prefix="genco-default-card-") as tmp:
-        release = Path(release_path) if release_path is not None else build_default_release(tmp, progress=progress)
-        rel = Release.open(release)
-        if rel.manifest.source.kind != "synthetic" or rel.manifest.dataset_version != DEFAULT_VERSION:
-            raise InvalidInputError(f"{release}: not the default release (synthetic, version {DEFAULT_VERSION})")
-        data = figure_data(rel)
-        figures = render_figures(rel, root / DEFAULT_FIGURES_DIR, data)
-        card = root / DEFAULT_CARD_FILE
-        _write_text(card, card_text(rel.manifest, DEFAULT_CARD_OPTIONS, data))
-    return [card, *figures]
 
 
 __all__ = [
@@ -752,14 +703,10 @@ __all__ = [
     "parse_changelog",
     "changelog_markdown",
     "fill_template",
-    "build_default_release",
-    "default_card_text",
-    "write_default_card",
     "FIGURES_DIR",
     "FIGURES",
     "TRUNCATION_RULE",
     "CITATION",
     "LICENSE_SYNTHETIC",
     "LICENSE_RAW",
-    "DEFAULT_CARD_OPTIONS",
 ]

@@ -1,7 +1,7 @@
 """The streaming builder: raw Parquet / JSONL / CSV → a release folder (see :mod:`genco_data.release`).
 
 ``build_release(BuildConfig(sources=[...], out=..., version="1.0.0"))`` reads every input in batches,
-validates them (:mod:`genco_data.validate`), and writes::
+validates them (:mod:`genco_data.build.validate`), and writes::
 
     <out>/data/impressions/{train,test}-NNNNN-of-MMMMM.parquet   chronological, zstd, CDC, page index
     <out>/data/sample/{train,test}-00000-of-00001.parquet        ~sample_rows rows, seeded
@@ -51,7 +51,7 @@ Decisions (each one is a contract the tests hold):
   ``rows_rejected / rows_in > max_reject_rate``, there are no input rows, or a split would be empty.
 * **Manifest.** ``files`` lists every file under ``data/`` and ``world/`` (path, rows for Parquet, bytes,
   sha256) — not ``README.md`` (re-rendered by ``genco card``), ``manifest.json`` itself, nor ``rejects/``
-  (never published). ``stats`` are the train split's Table-1 figures (:mod:`genco_data.stats`).
+  (never published). ``stats`` are the train split's Table-1 figures (:mod:`genco_data.build.stats`).
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -74,13 +74,13 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from genco_data import __version__
-from genco_data.arrow import impressions_schema
-from genco_data.components import CONFIGS, SPLITS
+from genco_data.format.arrow import impressions_schema
+from genco_data.format.components import CONFIGS, SPLITS
 from genco_data.errors import BuildError, GencoError, InvalidInputError
-from genco_data.records import FORMAT_VERSION, ROW_COLUMNS, FileEntry, InputFile, Manifest, Source
+from genco_data.format.records import FORMAT_VERSION, ROW_COLUMNS, FileEntry, InputFile, Manifest, Source
 from genco_data.release import DATA_DIR, MANIFEST_NAME, REJECTS_DIR, WORLD_DIR, sha256_file, shard_name
-from genco_data.stats import StatsAccumulator
-from genco_data.validate import (
+from genco_data.build.stats import StatsAccumulator
+from genco_data.build.validate import (
     KINDS,
     REASONS,
     IdSet,
@@ -772,9 +772,13 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         os.rename(tmp, out)
 
 
-def build_release(cfg: BuildConfig, progress: bool = True) -> BuildResult:
+def build_release(cfg: BuildConfig, progress: bool = True, finalize: Callable[[Path], None] | None = None) -> BuildResult:
     """Build the release described by ``cfg`` (see the module docstring); atomic: either ``cfg.out`` is a
-    complete release afterwards, or the call raised and ``cfg.out`` is as before."""
+    complete release afterwards, or the call raised and ``cfg.out`` is as before.
+
+    ``finalize(folder)`` runs on the finished temporary folder (manifest written) before it is moved into
+    place; :func:`genco_data.pipeline.build_release` passes the card renderer. The builder itself never
+    imports the card (the house's one-way rule: build, then card, orchestrated from above)."""
     t0 = time.perf_counter()
     plan = _plan(cfg)
     _restore_previous(cfg.out)
@@ -784,7 +788,7 @@ def build_release(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     tmp = _tmp_dir(cfg.out)
     tmp.mkdir()
     try:
-        result = _build_into(tmp, plan, cfg, progress, t0)
+        result = _build_into(tmp, plan, cfg, progress, t0, finalize)
         try:
             _move_into_place(tmp, cfg.out)
         except OSError as exc:
@@ -808,7 +812,8 @@ def _progress_bar(plan: _Plan, progress: bool):
     return tqdm(total=total, unit="rows", unit_scale=True, desc="build", disable=not progress, leave=False)
 
 
-def _build_into(tmp: Path, plan: _Plan, cfg: BuildConfig, progress: bool, t0: float) -> BuildResult:
+def _build_into(tmp: Path, plan: _Plan, cfg: BuildConfig, progress: bool, t0: float,
+                finalize: Callable[[Path], None] | None) -> BuildResult:
     if plan.world is not None:
         shutil.copytree(plan.world, tmp / WORLD_DIR, symlinks=False)
     stream = cfg.ordering == "auto" and _already_chronological(plan, cfg)
@@ -851,9 +856,8 @@ def _build_into(tmp: Path, plan: _Plan, cfg: BuildConfig, progress: bool, t0: fl
         stats=stats.result(),
     )
     (tmp / MANIFEST_NAME).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
-    from genco_data.card import render_card  # card imports datasets; building rows does not need it
-
-    render_card(tmp)
+    if finalize is not None:
+        finalize(tmp)  # e.g. the card: written inside the temporary folder, so the release appears whole
     return BuildResult(
         out=cfg.out,
         dataset_version=cfg.version,

@@ -44,7 +44,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from genco_data.components import BUCKET_EDGES, COMPONENTS, N_COMPONENTS
+from genco_data.format.components import BUCKET_EDGES, COMPONENTS, N_COMPONENTS
 
 K = N_COMPONENTS
 N_BUCKETS = 3

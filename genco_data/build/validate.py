@@ -3,7 +3,7 @@
 Two levels, kept apart:
 
 * **File level** (:func:`check_schema`, :func:`coerce`): the column *names* must be exactly the schema's
-  (:data:`genco_data.records.ROW_COLUMNS`) and every column's Arrow type must be one we can convert to the
+  (:data:`genco_data.format.records.ROW_COLUMNS`) and every column's Arrow type must be one we can convert to the
   schema's type without guessing. A file that breaks this is refused whole with a one-line
   :class:`~genco_data.errors.SchemaError` naming the file and the column; no row of it is kept.
   Accepted conversions (everything else is refused):
@@ -31,12 +31,12 @@ Two levels, kept apart:
   1. ``malformed:<column>`` — a text cell that does not parse (CSV), in column order;
   2. ``null:<column>`` — null in a non-nullable column; ``null_element:<column>`` — a null inside a list;
   3. ``empty:impression_id`` — the empty string;
-  4. ``unknown_policy:logging_policy`` — not one of :data:`~genco_data.components.LOGGING_POLICIES`;
+  4. ``unknown_policy:logging_policy`` — not one of :data:`~genco_data.format.components.LOGGING_POLICIES`;
   5. ``not_uniform_in_test:logging_policy`` — ``day >= test_start_day`` but not ``uniform``-logged;
   6. ``negative_id:<column>`` — ``user_id``, ``ad_id``, ``query_id``, ``query_segments``;
   7. ``out_of_range:<column>`` — ``user_age`` / ``user_gender`` outside int8;
   8. ``not_binary:click`` — ``click`` not in {0, 1};
-  9. per component *c*, components in :data:`~genco_data.components.COMPONENTS` order, rules in this order:
+  9. per component *c*, components in :data:`~genco_data.format.components.COMPONENTS` order, rules in this order:
      ``negative_id:<c>``, ``duplicate_candidate:<c>``, ``exposed_null:<c>`` (non-empty pool, null exposed),
      ``exposed_on_empty_pool:<c>``, ``exposed_out_of_range:<c>`` (not ``0 <= exposed < len(pool)``, or
      beyond int16), ``propensity_null:<c>``, ``propensity_on_empty_pool:<c>``,
@@ -61,10 +61,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from genco_data.arrow import impressions_schema
-from genco_data.components import COMPONENTS, LOGGING_POLICIES, UNIFORM, candidates_col, exposed_col, propensity_col
+from genco_data.format.arrow import impressions_schema
+from genco_data.format.components import COMPONENTS, LOGGING_POLICIES, UNIFORM, candidates_col, exposed_col, propensity_col
 from genco_data.errors import InvalidInputError, SchemaError
-from genco_data.records import ROW_COLUMNS
+from genco_data.format.records import ROW_COLUMNS
 
 # ----------------------------------------------------------------------------------------- the catalogue
 _SCHEMA = impressions_schema()
@@ -684,7 +684,7 @@ def reason_strings(codes: np.ndarray) -> pa.Array:
 
 
 def to_release_schema(wide: pa.Table) -> pa.Table:
-    """Cast rows that passed :func:`row_reasons` to :func:`~genco_data.arrow.impressions_schema` (int8/int16
+    """Cast rows that passed :func:`row_reasons` to :func:`~genco_data.format.arrow.impressions_schema` (int8/int16
     narrowing is safe because the rules bounded the values)."""
     return wide.cast(_SCHEMA)
 
@@ -698,7 +698,7 @@ def validate(
 ) -> tuple[pa.Table, pa.Table]:
     """Split ``batch`` into ``(good, rejected)``.
 
-    ``good``: the passing rows in :func:`~genco_data.arrow.impressions_schema`, input order kept.
+    ``good``: the passing rows in :func:`~genco_data.format.arrow.impressions_schema`, input order kept.
     ``rejected``: the failing rows exactly as given (original columns and types) plus a ``reason`` string
     column (see the module docstring for the names and their order). Raises :class:`SchemaError` when
     the batch as a whole cannot be read as impressions (``where`` names it in the message)."""

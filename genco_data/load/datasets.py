@@ -61,7 +61,7 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import IterableDataset as TorchIterableDataset
 
-from genco_data.components import (
+from genco_data.format.components import (
     CANDIDATE_COLUMNS,
     COMPONENTS,
     CONFIGS,
@@ -528,7 +528,7 @@ _GOOD_SCHEMAS: list[pa.Schema] = []
 def _check_schema_now(schema: pa.Schema) -> None:
     missing = [c for c in REQUIRED_COLUMNS if schema.get_field_index(c) < 0]
     if missing:
-        raise SchemaError(f"missing column(s) {missing} (expected the impressions schema: genco_data.arrow.impressions_schema())")
+        raise SchemaError(f"missing column(s) {missing} (expected the impressions schema: genco_data.format.arrow.impressions_schema())")
     for name in ("query_segments", *CANDIDATE_COLUMNS):
         t = schema.field(name).type
         if not ((pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_integer(t.value_type)):

@@ -1,6 +1,6 @@
 """Derive the Arrow schema, the Hugging Face ``Features`` and a JSON Schema from the pydantic records.
 
-Nothing here names a column: everything comes from :mod:`genco_data.records`. ``write_schema_files``
+Nothing here names a column: everything comes from :mod:`genco_data.format.records`. ``write_schema_files``
 regenerates ``schema/v1/``; a test fails when the checked-in files drift from the code.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel
 
-from genco_data.components import CLICK_NAMES
-from genco_data.records import FORMAT_MAJOR, ImpressionRow, Manifest, PredictionRow, Submission
+from genco_data.format.components import CLICK_NAMES
+from genco_data.format.records import FORMAT_MAJOR, ImpressionRow, Manifest, PredictionRow, Submission
 
 _PA_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -132,7 +132,7 @@ __all__ = [
 ]
 
 
-if __name__ == "__main__":  # regenerate schema/v1 from the records: python -m genco_data.arrow [ROOT]
+if __name__ == "__main__":  # regenerate schema/v1 from the records: python -m genco_data.format.arrow [ROOT]
     import sys
 
     for p in write_schema_files(Path(sys.argv[1] if len(sys.argv) > 1 else ".")):

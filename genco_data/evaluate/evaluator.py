@@ -1,19 +1,19 @@
 """Score a policy offline on a release's uniform-logged test split: calibrated sCTR (paper, Algorithm 1)
 per component and per combination, plain sCTR, NSCTR, lifts vs uniform (overall and by Table-4 bucket),
-95 % intervals (score intervals built on the delta-method linearisation, see :mod:`genco_data.metrics`;
+95 % intervals (score intervals built on the delta-method linearisation, see :mod:`genco_data.evaluate.metrics`;
 ``bootstrap=N`` as a cross-check) and, on synthetic releases, the matching ground truth from ``world/``.
 
 NSCTR follows JD's "Parallel Ranking of Ads and Creatives in Real-Time Advertising Systems" (AAAI 2024,
 Algorithm 1): each ad's replay CTR weighted by the ad's impressions; ads with no matched impression (0/0,
-undefined in the paper) are left out — see :func:`genco_data.metrics.nsctr`.
+undefined in the paper) are left out — see :func:`genco_data.evaluate.metrics.nsctr`.
 
     >>> ev = Evaluator("releases/genco-synth")                       # doctest: +SKIP
     >>> result = ev.evaluate("predictions.parquet", bootstrap=200)   # doctest: +SKIP
     >>> print(result.format_table()); result.to_dict()["combination"]  # doctest: +SKIP
 
 The input contract is :attr:`Evaluator.expected_input_format` (generated from
-:class:`genco_data.records.PredictionRow`); every violation raises :class:`PredictionsError` with one line
-naming the file, the column and an example row. The math lives in :mod:`genco_data.metrics`;
+:class:`genco_data.format.records.PredictionRow`); every violation raises :class:`PredictionsError` with one line
+naming the file, the column and an example row. The math lives in :mod:`genco_data.evaluate.metrics`;
 ``metric_validity`` checks, on a synthetic release, how well each offline metric ranks many policies by
 their true CTR.
 """
@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from genco_data import metrics as M
-from genco_data.arrow import predictions_schema
-from genco_data.components import (
+from genco_data.evaluate import metrics as M
+from genco_data.format.arrow import predictions_schema
+from genco_data.format.components import (
     CANDIDATE_COLUMNS,
     COMPONENTS,
     CONFIGS,
@@ -43,7 +43,7 @@ from genco_data.components import (
     scores_col,
 )
 from genco_data.errors import InvalidInputError, PredictionsError, SchemaError
-from genco_data.records import PREDICTION_OPTIONAL_COLUMNS, PREDICTION_REQUIRED_COLUMNS, PredictionRow
+from genco_data.format.records import PREDICTION_OPTIONAL_COLUMNS, PREDICTION_REQUIRED_COLUMNS, PredictionRow
 from genco_data.release import MANIFEST_NAME, Release
 
 K = len(COMPONENTS)
@@ -719,7 +719,7 @@ def _slot_scores(world: Any, req: pa.Table, base: np.ndarray, n: np.ndarray) -> 
 def metric_validity(release_path: str | Path, n_policies: int = 60, seed: int = 0, progress: bool = False, *,
                     world: Any = _AUTO, config: EvalConfig | None = None, verify: bool = True) -> dict[str, Any]:
     """On a synthetic release, how well each offline metric tracks the truth over ``n_policies`` diverse
-    policies (:func:`genco_data.metrics.policy_zoo`).
+    policies (:func:`genco_data.evaluate.metrics.policy_zoo`).
 
     Levels: ``combination`` (calibrated / plain sCTR and NSCTR on every component at once vs the policy's
     exact true CTR) and each component (its per-component metrics vs ``world.component_value`` on the rows
