@@ -34,8 +34,10 @@ from genco_data import BuildConfig, build_release  # noqa: E402
 from genco_data.release import Release  # noqa: E402
 from genco_data.synth import SynthConfig, simulate  # noqa: E402
 from genco_data.load import Vocabularies, pad_table  # noqa: E402
-from reference_model.model import GenCO, GenCOConfig  # noqa: E402
-from reference_model.train import Objective, read_split  # noqa: E402
+from reference_model.config import GenCOConfig  # noqa: E402
+from reference_model.data import read_split  # noqa: E402
+from reference_model.model import GenCO  # noqa: E402
+from reference_model.policies import Objective  # noqa: E402
 
 CPU_TARGET = 50_000
 GPU_TARGET = 2_000_000

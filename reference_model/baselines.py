@@ -22,20 +22,11 @@ from torch import Tensor, nn
 from genco_data.format.components import N_COMPONENTS
 from genco_data.errors import InvalidInputError
 from reference_model.losses import train_step
-from reference_model.model import (
-    OOV_INDEX,
-    BatchLike,
-    ContextFeatures,
-    ElementEmbeddings,
-    GenCO,
-    GenCOConfig,
-    Selection,
-    _mlp,
-    check_batch,
-    embed,
-    enumerate_combinations,
-    sample_slots,
-)
+from reference_model.config import OOV_INDEX, GenCOConfig
+from reference_model.inputs import BatchLike, check_batch
+from reference_model.layers import ContextFeatures, ElementEmbeddings, _mlp, embed
+from reference_model.model import GenCO
+from reference_model.selection import Selection, enumerate_combinations, sample_slots
 
 __all__ = ["Policy", "UniformPolicy", "MLPPolicy", "DCOPolicy", "GenCOPolicy"]
 

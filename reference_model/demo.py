@@ -89,8 +89,11 @@ def run_demo(out: str | os.PathLike = "demo_out", size: str = "default", quiet: 
     # 3. train, predict, evaluate, verify
     from genco_data.leaderboard import render_leaderboard, verify_submission
     from reference_model.predict import predict
-    from reference_model.reproduce import LABELS, SETTINGS, hardware_string, write_submission
-    from reference_model.train import TrainConfig, read_run_config, train
+    from reference_model.checkpoint import read_run_config
+    from reference_model.reproduce import hardware_string, write_submission
+    from reference_model.reproduce_config import LABELS, SETTINGS
+    from reference_model.train import train
+    from reference_model.train_config import TrainConfig
 
     settings = SETTINGS["full"]
     rows: list[dict[str, Any]] = []

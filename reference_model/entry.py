@@ -16,9 +16,10 @@ __all__ = ["add_arguments", "train", "predict", "reproduce", "demo"]
 
 
 def add_arguments(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    from reference_model.model import INFERENCE_MODES
-    from reference_model.reproduce import DEFAULT_SEEDS
-    from reference_model.train import METHODS, add_genco_set_argument, add_train_arguments
+    from reference_model.config import INFERENCE_MODES
+    from reference_model.reproduce_config import DEFAULT_SEEDS
+    from reference_model.train import add_genco_set_argument, add_train_arguments
+    from reference_model.train_config import METHODS
 
     sp = verb("train", f"train a reference policy ({', '.join(METHODS)}) on a release's train split")
     add_train_arguments(sp)
@@ -70,7 +71,7 @@ def reproduce(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from reference_model.reproduce import ReproduceConfig, format_reproduce, run_reproduce
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None
-    from reference_model.model import GenCOConfig
+    from reference_model.config import GenCOConfig
 
     cfg = ReproduceConfig(data=args.data, out=args.out, seeds=args.seeds, quick=args.quick, methods=methods,
                           jobs=args.jobs, device=args.device, quiet=args.quiet, genco_options=GenCOConfig.parse_options(args.genco_set))

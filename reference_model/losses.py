@@ -31,7 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reference_model.model import BatchLike, GenCO, GenCOConfig, GenCOOutput
+from reference_model.config import GenCOConfig
+from reference_model.inputs import BatchLike
+from reference_model.model import GenCO, GenCOOutput
 
 __all__ = [
     "LossBreakdown",

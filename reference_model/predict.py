@@ -30,11 +30,15 @@ import torch
 from genco_data.format.arrow import predictions_schema
 from genco_data.format.components import COMPONENTS, choice_col, scores_col
 from genco_data.errors import InvalidInputError
+from genco_data.fsutil import atomic_write as _atomic_write  # temp file + fsync + os.replace
 from genco_data.release import Release, sha256_file
 from genco_data.load import Batch, pad_table
 from reference_model.baselines import DCOPolicy, MLPPolicy, UniformPolicy
-from reference_model.model import INFERENCE_MODES, GenCO, Selection
-from reference_model.train import _atomic_write, load_run, read_split
+from reference_model.checkpoint import load_run
+from reference_model.config import INFERENCE_MODES
+from reference_model.data import read_split
+from reference_model.model import GenCO
+from reference_model.selection import Selection
 
 #: A candidate without its own score gets (lowest finite score of its pool) − SCORE_FILL_MARGIN.
 SCORE_FILL_MARGIN = 1.0

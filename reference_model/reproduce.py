@@ -14,22 +14,21 @@ Writes into ``--out``::
     runs/<method>/seed<k>/       the training runs (genco train)
     submissions/<method>/        seed<k>.parquet predictions + submission.json (genco leaderboard verify)
 
-Settings (:data:`SETTINGS`): the paper's protocol (batch 1024, chronological order, no scheduler, λ = 0.15,
-rewards 1 / −0.1) with the choices the paper leaves open stated there. Runs go ``jobs`` at a time in worker
-processes with one CPU thread each; a run folder that already holds a finished run with the same settings is
-reused, so an interrupted reproduce can be restarted with the same command. (The workers are spawned: a script
-that calls :func:`run_reproduce` with ``jobs > 1`` needs the ``if __name__ == "__main__":`` guard.)
+Settings (:data:`~reference_model.reproduce_config.SETTINGS`), methods and :class:`ReproduceConfig` are
+:mod:`reference_model.reproduce_config`'s; the tables :mod:`reference_model.results`'s; the PNGs
+:mod:`reference_model.figures`'s. Runs go ``jobs`` at a time in worker processes with one CPU thread each; a
+run folder that already holds a finished run with the same settings is reused, so an interrupted reproduce can
+be restarted with the same command. (The workers are spawned: a script that calls :func:`run_reproduce` with
+``jobs > 1`` needs the ``if __name__ == "__main__":`` guard.)
 """
 from __future__ import annotations
 
-import math
 import os
 import platform
 import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,67 +39,33 @@ from genco_data.format.components import COMPONENTS, bucket_labels
 from genco_data.errors import InvalidInputError
 from genco_data.format.records import SeedPredictions, Submission
 from genco_data.release import MANIFEST_NAME, Release, sha256_file
+from reference_model.figures import _heatmap, figure3, plot_table2
+from reference_model.reproduce_config import (
+    DEFAULT_SEEDS,
+    DETERMINISTIC,
+    LABELS,
+    METHOD_ORDER,
+    SETTINGS,
+    ReproduceConfig,
+)
+from reference_model.results import aggregate, render_markdown
 
-#: Table 2 rows in display order; the ablations of Table 3.
-METHOD_ORDER: tuple[str, ...] = ("uniform", "dco", "mlp", "f_ele", "f_comb", "genco", "wo_mil", "wo_rl", "wo_context", "wo_all",
-                                 "genco_literal", "genco_bc")
-ABLATIONS: tuple[str, ...] = ("wo_mil", "wo_rl", "wo_context", "wo_all")
-LABELS: dict[str, str] = {
-    "uniform": "Uniform", "dco": "DCO", "mlp": "MLP", "f_ele": "f_ele only", "f_comb": "f_comb only", "genco": "GenCO",
-    "wo_mil": "GenCO w/o MIL", "wo_rl": "GenCO w/o RL", "wo_context": "GenCO w/o context", "wo_all": "GenCO w/o all",
-    "genco_literal": "GenCO, Eq. 22 literal (no off-policy correction)",
-    "genco_bc": "GenCO + logging prior (ours)",
-}
-DEFAULT_SEEDS = 5
-#: Methods whose predictions do not depend on the seed (DCO counts and ranks deterministically).
-DETERMINISTIC: frozenset[str] = frozenset({"dco"})
+# The public names of reproduce, its settings' included (``reference_model.reproduce.SETTINGS`` still works).
+__all__ = [
+    "ReproduceConfig",
+    "METHOD_ORDER",
+    "LABELS",
+    "SETTINGS",
+    "DEFAULT_SEEDS",
+    "run_reproduce",
+    "run_one",
+    "format_reproduce",
+    "hardware_string",
+    "write_submission",
+]
+
 CODE_URL = "../reference_model"  # relative to cards/LEADERBOARD.md, where the board links it
 PAPER_URL = "https://arxiv.org/abs/2508.09730"
-
-#: Training settings of reproduce (and the demo). Paper: SGD, lr 5e-3, batch 1024, chronological, no
-#: scheduler. Ours (the paper is silent or its setting does not train here, see benchmarks/TRAIN.md):
-#: Adam at lr 1e-3 — paper SGD at 5e-3 barely moves in a few epochs on 200 k rows, Adam at >= 1e-2 lets the
-#: logged policy-gradient term (negative reward for most rows, unbounded below) run away; epochs: what fits
-#: the 30-minute budget on 2 CPU cores. DCO and uniform have nothing to tune but DCO's (delta, prior).
-SETTINGS: dict[str, dict[str, Any]] = {
-    "full": {"optimizer": "adam", "lr": 1e-3, "epochs": 3, "max_rows": None},
-    "quick": {"optimizer": "adam", "lr": 1e-3, "epochs": 1, "max_rows": 50_000},
-}
-QUICK_SEEDS = 2
-
-
-@dataclass
-class ReproduceConfig:
-    data: str  # release folder
-    out: str  # output folder
-    seeds: int = DEFAULT_SEEDS  # seeds 0..seeds-1 per method
-    quick: bool = False  # SETTINGS["quick"] and at most QUICK_SEEDS seeds
-    methods: tuple[str, ...] | None = None  # subset of METHOD_ORDER (default all)
-    jobs: int | None = None  # parallel runs (default min(cpu count, 4); 1 on cuda)
-    device: str = "cpu"
-    quiet: bool = False
-    overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"epochs": 1} (tests)
-    genco_options: dict[str, Any] = field(default_factory=dict)  # GenCOConfig overrides for every GenCO variant
-
-    def __post_init__(self) -> None:
-        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
-            raise InvalidInputError(f"--seeds must be an integer >= 1; got {self.seeds!r}")
-        methods = self.methods or METHOD_ORDER
-        unknown = [m for m in methods if m not in METHOD_ORDER]
-        if unknown:
-            raise InvalidInputError(f"--methods: unknown {', '.join(unknown)}; expected a subset of {', '.join(METHOD_ORDER)}")
-        self.methods = tuple(m for m in METHOD_ORDER if m in methods)
-        if self.jobs is not None and self.jobs < 1:
-            raise InvalidInputError(f"--jobs must be >= 1; got {self.jobs}")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise InvalidInputError(f"--device must be cpu, cuda or auto; got {self.device!r}")
-
-    @property
-    def n_seeds(self) -> int:
-        return min(self.seeds, QUICK_SEEDS) if self.quick else self.seeds
-
-    def settings(self) -> dict[str, Any]:
-        return {**SETTINGS["quick" if self.quick else "full"], **self.overrides, "genco_options": dict(self.genco_options)}
 
 
 # ------------------------------------------------------------------------------------------- one run
@@ -127,7 +92,7 @@ def _train_kwargs(method: str, seed: int, settings: dict[str, Any], device: str)
     if method not in ("dco", "uniform"):
         kw.update(optimizer=settings["optimizer"], lr=settings["lr"])
     if settings.get("genco_options"):
-        from reference_model.model import VARIANTS
+        from reference_model.config import VARIANTS
 
         if method in VARIANTS:  # the GenCO variants
             kw["genco_options"] = dict(settings["genco_options"])
@@ -138,7 +103,9 @@ def run_one(data: str, out: str, method: str, seed: int, settings: dict[str, Any
     """Train (or reuse) ``runs/<method>/seed<seed>``, predict into ``submissions/<method>/seed<seed>.parquet``,
     evaluate; returns the evaluation summary of that seed."""
     from reference_model.predict import predict
-    from reference_model.train import CONFIG_NAME, TrainConfig, read_run_config, train
+    from reference_model.checkpoint import CONFIG_NAME, read_run_config
+    from reference_model.train import train
+    from reference_model.train_config import TrainConfig
 
     t0 = time.perf_counter()
     run_dir = Path(out) / "runs" / method / f"seed{seed}"
@@ -214,238 +181,10 @@ def write_submission(folder: Path, method: str, release: Release, files: list[tu
         notes=notes,
     )
     path = folder / "submission.json"
-    from reference_model.train import _write_json
+    from reference_model.checkpoint import _write_json
 
     _write_json(path, sub.model_dump(mode="json"))
     return path
-
-
-# --------------------------------------------------------------------------------------------- tables
-def _ms(values: list[float | None], scale: float = 100.0) -> dict[str, Any]:
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64) * scale
-    if v.size == 0:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
-
-
-def _fmt(m: dict[str, Any], signed: bool = True, digits: int = 2) -> str:
-    if m["mean"] is None:
-        return "–"
-    return f"{m['mean']:{'+' if signed else ''}.{digits}f} ± {m['std']:.{digits}f}"
-
-
-def aggregate(results: list[dict[str, Any]], methods: tuple[str, ...]) -> dict[str, Any]:
-    """Per method: mean ± std over seeds of the headline figures (percent)."""
-    by: dict[str, list[dict[str, Any]]] = {}
-    for r in results:
-        by.setdefault(r["method"], []).append(r)
-    table2, table3, table4 = {}, {}, {}
-    for m in methods:
-        rs = sorted(by.get(m, []), key=lambda r: r["seed"])
-        if not rs:
-            continue
-        s = [r["summary"] for r in rs]
-        row = {
-            "seeds": [r["seed"] for r in rs],
-            "true_ctr": _ms([x.get("true_ctr") for x in s]),
-            "true_lift": _ms([x["true_ctr"] / x["uniform_true_ctr"] - 1 if "true_ctr" in x else None for x in s]),
-            "headroom_captured": _ms([x.get("headroom_captured") for x in s]),
-            "mean_component_lift": _ms([x.get("mean_component_lift") for x in s]),
-            "combination_lift": _ms([x.get("combination_lift") for x in s]),
-            "n_parameters": rs[0]["n_parameters"],
-        }
-        for c in COMPONENTS:
-            row[f"{c}_lift"] = _ms([x.get(f"{c}_lift") for x in s])
-            row[f"{c}_true_lift"] = _ms([r["component_true_lift"].get(c) for r in rs])
-        table2[m] = row
-    ref = {r["seed"]: r for r in by.get("genco", [])}
-    for m in ABLATIONS:
-        rs = [r for r in by.get(m, []) if r["seed"] in ref]
-        if not rs:
-            continue
-        row = {}
-        for c in COMPONENTS:
-            row[c] = _ms([_sub(r["summary"].get(f"{c}_lift"), ref[r["seed"]]["summary"].get(f"{c}_lift")) for r in rs])
-            row[f"{c}_true"] = _ms([_sub(r["component_true_lift"].get(c), ref[r["seed"]]["component_true_lift"].get(c)) for r in rs])
-        row["true_ctr_lift"] = _ms([_sub(_tl(r), _tl(ref[r["seed"]])) for r in rs])
-        table3[m] = row
-    for r in by.get("genco", []):
-        for c in COMPONENTS:
-            for lab in bucket_labels(c):
-                table4.setdefault(c, {}).setdefault(lab, []).append(r["buckets"][c][lab])
-    table4 = {c: {lab: _ms(v) for lab, v in d.items()} for c, d in table4.items()}
-    truth = {}
-    if by:
-        any_s = next(iter(by.values()))[0]["summary"]
-        truth = {k: any_s.get(k) for k in ("uniform_true_ctr", "oracle_ctr", "mean_click")}
-    return {"table2": table2, "table3": table3, "table4": table4, "truth": truth}
-
-
-def _sub(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
-
-
-def _tl(r: dict[str, Any]) -> float | None:
-    s = r["summary"]
-    return s["true_ctr"] / s["uniform_true_ctr"] - 1 if "true_ctr" in s else None
-
-
-def render_markdown(agg: dict[str, Any], cfg: ReproduceConfig, seconds: float, fig3: dict[str, Any] | None) -> str:
-    st = cfg.settings()
-    t = agg["truth"]
-    lines = [
-        "# GenCO reference results",
-        "",
-        f"Release `{cfg.data}`; {cfg.n_seeds} seed(s) per method; {'quick' if cfg.quick else 'full'} settings: "
-        f"{st['optimizer']} lr {st['lr']:g}, {st['epochs']} epoch(s), batch 1024, chronological order"
-        + (f", most recent {st['max_rows']:,} train rows" if st["max_rows"] else "") + f"; wall time {seconds / 60:.1f} min.",
-        *([f"GenCO variants with config overrides (`--genco-set`): "
-           f"{', '.join(f'{k}={v}' for k, v in sorted(st['genco_options'].items()))} — not the paper's defaults."]
-          if st.get("genco_options") else []),
-        "All figures are % (mean ± std over seeds). *True* figures come from the simulator's planted ground truth",
-        "(the evaluator reads `world/`; training never does). *Lift* = calibrated sCTR / uniform test-log CTR − 1.",
-    ]
-    if t.get("oracle_ctr"):
-        lines.append(f"Uniform policy true CTR {100 * t['uniform_true_ctr']:.3f} %, oracle (best combination per row) "
-                     f"{100 * t['oracle_ctr']:.3f} % (+{100 * (t['oracle_ctr'] / t['uniform_true_ctr'] - 1):.1f} %).")
-    lines += ["", "## Table 2 — methods against Uniform", "",
-              "| Method | true CTR | true lift | headroom captured | mean component lift | combination lift | "
-              + " | ".join(COMPONENTS) + " | #params |",
-              "|---|" + "---:|" * (6 + len(COMPONENTS))]
-    for m, row in agg["table2"].items():
-        cells = [LABELS[m], _fmt(row["true_ctr"], False, 3), _fmt(row["true_lift"]), _fmt(row["headroom_captured"], True, 1),
-                 _fmt(row["mean_component_lift"]), _fmt(row["combination_lift"])]
-        cells += [_fmt(row[f"{c}_lift"]) for c in COMPONENTS] + [f"{row['n_parameters']:,}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Per-component *true* lift (the policy's choice on that component, uniform on the others; what the",
-              "per-component calibrated sCTR estimates):", "",
-              "| Method | " + " | ".join(COMPONENTS) + " |", "|---|" + "---:|" * len(COMPONENTS)]
-    for m, row in agg["table2"].items():
-        lines.append("| " + " | ".join([LABELS[m]] + [_fmt(row[f"{c}_true_lift"]) for c in COMPONENTS]) + " |")
-    if agg["table3"]:
-        lines += ["", "## Table 3 — ablations: lift minus full GenCO's (percentage points, paired by seed)", "",
-                  "| Ablation | " + " | ".join(COMPONENTS) + " | true CTR lift |", "|---|" + "---:|" * (len(COMPONENTS) + 1)]
-        for m, row in agg["table3"].items():
-            lines.append("| " + " | ".join([LABELS[m]] + [_fmt(row[c]) for c in COMPONENTS] + [_fmt(row["true_ctr_lift"])]) + " |")
-        lines += ["", "Same deltas on the per-component *true* lifts:", "",
-                  "| Ablation | " + " | ".join(COMPONENTS) + " |", "|---|" + "---:|" * len(COMPONENTS)]
-        for m, row in agg["table3"].items():
-            lines.append("| " + " | ".join([LABELS[m]] + [_fmt(row[f"{c}_true"]) for c in COMPONENTS]) + " |")
-    if agg["table4"]:
-        lines += ["", "## Table 4 — GenCO's calibrated-sCTR lift by candidate bucket", "",
-                  "| # candidates | " + " | ".join(COMPONENTS) + " |", "|---|" + "---:|" * len(COMPONENTS)]
-        for k, name in enumerate(("<3 (<4)", "3-5 (4-8)", ">5 (>8)")):
-            cells = [_fmt(agg["table4"][c][bucket_labels(c)[k]]) for c in COMPONENTS]
-            lines.append("| " + " | ".join([name] + cells) + " |")
-    if fig3:
-        lines += ["", "## Figure 3 — GenCO's MIL weights by category", "",
-                  "Mean of w_ij over test rows of the category where component j is present, renormalised per category"
-                  f" (seeds {fig3['seeds']}); `figure3.png`.", "",
-                  "| category | rows | " + " | ".join(COMPONENTS) + " |", "|---|---:|" + "---:|" * len(COMPONENTS)]
-        for cat, rows, w in zip(fig3["categories"], fig3["rows"], fig3["weights"]):
-            lines.append("| " + " | ".join([cat, f"{rows:,}"] + [f"{x:.3f}" for x in w]) + " |")
-    lines += ["", "The combination-level calibrated sCTR matches few test rows (Π n weights) and is very noisy at this",
-              "size; per-component lifts and the true CTR are the reliable figures.", ""]
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------- plots
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    from reference_model.train import _atomic_write
-
-    _atomic_write(path, lambda p: fig.savefig(p, format="png"))
-    _plt().close(fig)
-
-
-def plot_table2(agg: dict[str, Any], path: Path) -> None:
-    plt = _plt()
-    rows = agg["table2"]
-    names = [LABELS[m] for m in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=100)
-    for ax, key, title in ((axes[0], "headroom_captured", "headroom captured (true CTR), %"),
-                           (axes[1], "mean_component_lift", "mean per-component calibrated-sCTR lift, %")):
-        mean = [rows[m][key]["mean"] or 0.0 for m in rows]
-        std = [rows[m][key]["std"] or 0.0 for m in rows]
-        ax.bar(range(len(names)), mean, yerr=std, capsize=3, color=["#999" if m in ("uniform",) else "#4477aa" for m in rows])
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
-        ax.set_title(title, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def _heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, path: Path, fmt: str, cmap: str, center: bool) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 2, 0.5 * len(rows) + 1.6), dpi=100)
-    m = np.where(np.isfinite(matrix), matrix, np.nan)
-    lim = np.nanmax(np.abs(m)) if np.isfinite(m).any() else 1.0
-    im = ax.imshow(m, cmap=cmap, aspect="auto", vmin=-lim if center else None, vmax=lim if center else None)
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rows)), rows, fontsize=8)
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
-            if np.isfinite(m[i, j]):
-                ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", fontsize=7)
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def figure3(out: Path, data: str, seeds: list[int]) -> dict[str, Any] | None:
-    """Mean MIL weights of GenCO by category over the test rows (averaged over ``seeds``' models)."""
-    import torch
-
-    from reference_model.model import GenCO
-    from reference_model.train import load_run, read_split
-    from genco_data.load import pad_table
-
-    runs = [out / "runs" / "genco" / f"seed{s}" for s in seeds if (out / "runs" / "genco" / f"seed{s}").is_dir()]
-    if not runs:
-        return None
-    test = read_split(Release.open(data), "test")
-    sums = counts = None
-    rows_per_cat = None
-    categories: list[str] = []
-    for run in runs:
-        policy, _, vocabs = load_run(run)
-        if not isinstance(policy, GenCO) or not policy.config.use_mil:
-            continue
-        categories = ["(none)", "(unknown)"] + list(vocabs.categories)
-        C = len(categories)
-        if sums is None:
-            sums, counts, rows_per_cat = np.zeros((C, len(COMPONENTS))), np.zeros((C, len(COMPONENTS))), np.zeros(C, np.int64)
-        first = rows_per_cat.sum() == 0
-        for s in range(0, test.num_rows, 8192):
-            batch = pad_table(test.slice(s, 8192), vocabs)
-            with torch.no_grad():
-                w = policy.mil_weights(batch).numpy().astype(np.float64)  # (B, 6)
-            present = (batch.exposed >= 0).numpy()
-            cat = batch.category.numpy()
-            np.add.at(sums, cat, w * present)
-            np.add.at(counts, cat, present)
-            if first:
-                np.add.at(rows_per_cat, cat, 1)
-    if sums is None:
-        return None
-    keep = rows_per_cat > 0
-    mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-    mean = mean / np.maximum(mean.sum(1, keepdims=True), 1e-12)
-    cats = [c for c, k in zip(categories, keep) if k]
-    res = {"categories": cats, "rows": rows_per_cat[keep].tolist(), "weights": mean[keep].tolist(), "components": list(COMPONENTS),
-           "seeds": [int(r.name[4:]) for r in runs]}
-    _heatmap(mean[keep], cats, list(COMPONENTS), "GenCO MIL weight by category (Figure 3)", out / "figure3.png", ".2f", "Blues", False)
-    return res
 
 
 # ------------------------------------------------------------------------------------------------- run
@@ -514,7 +253,8 @@ def run_reproduce(cfg: ReproduceConfig) -> dict[str, Any]:
     fig3 = figure3(out, data, seeds) if "genco" in cfg.methods else None
     seconds = time.perf_counter() - t0
     text = render_markdown(agg, cfg, seconds, fig3)
-    from reference_model.train import _atomic_write, _write_json
+    from genco_data.fsutil import atomic_write as _atomic_write
+    from reference_model.checkpoint import _write_json
 
     _atomic_write(out / "results.md", lambda p: p.write_text(text, encoding="utf-8"))
     payload = {"release": data, "dataset_version": release.manifest.dataset_version, "settings": settings, "seeds": seeds,

@@ -200,7 +200,7 @@ def test_packed_path_equals_padded_reference(batch, variant):
 
 
 def test_block_attention_gradients_match_finite_differences():
-    from reference_model.model import _BlockAttention
+    from reference_model.attention import _BlockAttention
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))

@@ -31,18 +31,17 @@ from genco_data.errors import InvalidInputError  # noqa: E402
 from genco_data.evaluate import Evaluator  # noqa: E402
 from genco_data.synth import SynthConfig, simulate  # noqa: E402
 from reference_model.predict import SCORE_FILL_MARGIN, _scores_column, predict  # noqa: E402
-from reference_model.train import (  # noqa: E402
-    METHODS,
+from reference_model.checkpoint import (  # noqa: E402
     METRICS_NAME,
     MODEL_NAME,
-    TrainConfig,
     _atomic_write,
     checkpoint_info,
     load_run,
     read_metrics,
     read_run_config,
-    train,
 )
+from reference_model.train import train  # noqa: E402
+from reference_model.train_config import METHODS, TrainConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_ROWS, TEST_ROWS = 4_000, 1_000

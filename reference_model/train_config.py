@@ -1,0 +1,99 @@
+"""What one training run is: the methods ``genco train`` knows and :class:`TrainConfig` (the paper's protocol
+as defaults, checked when built). Torch-free.
+
+Methods: the GenCO rows of Tables 2/3 (``reference_model.model.VARIANTS``) and the baselines ``mlp`` (a
+combination-CTR MLP trained by BCE with the same optimizer loop), ``dco`` (one pass of counting; its
+statistics are stored as safetensors) and ``uniform`` (nothing to learn).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from genco_data.errors import InvalidInputError
+from reference_model.config import VARIANTS, VOCAB_KEYS, GenCOConfig
+
+GENCO_METHODS: tuple[str, ...] = tuple(VARIANTS)  # genco, wo_mil, wo_rl, wo_context, wo_all, f_ele, f_comb, genco_bc
+GRADIENT_METHODS: tuple[str, ...] = GENCO_METHODS + ("mlp",)
+METHODS: tuple[str, ...] = GRADIENT_METHODS + ("dco", "uniform")
+Method = Literal["genco", "wo_mil", "wo_rl", "wo_context", "wo_all", "f_ele", "f_comb", "genco_bc", "mlp", "dco", "uniform"]
+#: TrainConfig fields a --resume may change (None = keep the run's); everything else comes from the run.
+RESUME_OVERRIDABLE: tuple[str, ...] = ("epochs", "quiet", "device", "threads", "log_every", "save_every")
+
+__all__ = ["METHODS", "GENCO_METHODS", "GRADIENT_METHODS", "Method", "RESUME_OVERRIDABLE", "TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults = the paper's protocol (Implementation Details); fields marked *ours*
+    are where the paper is silent."""
+
+    data: str | None = None  # release folder (its impressions/train split); None only with resume
+    out: str = "runs/genco"  # run folder (created; must be empty or absent unless resume)
+    method: Method = "genco"  # a Table 2/3 row, see METHODS
+    epochs: int = 1  # passes over the train rows (ours: the paper trains daily on 33 days; count unstated)
+    batch_size: int = 1024  # global batch (paper); each DDP rank steps on batch_size / world_size rows
+    optimizer: Literal["sgd", "adam"] = "sgd"  # paper: SGD on all parameters
+    lr: float = 5e-3  # paper: fixed 5e-3, no scheduler
+    seed: int = 0  # initial weights, policy-gradient draws (per rank), uniform policy
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
+    bf16: bool = False  # bf16 autocast of the forward pass (GPU; works on CPU but is rarely faster)
+    threads: int = 1  # CPU intra-op threads (ours: reproduce runs one 1-thread job per core; a lone run on an idle
+    # 2-core box gains 1.4x from 2 threads, a busy one thrashes — benchmarks/TRAIN.md)
+    max_rows: int | None = None  # keep only the most recent max_rows train rows (quick runs, tests)
+    resume: bool = False  # continue the run in `out` from its last checkpoint
+    packed: bool = True  # GenCO's fast path (real candidates only); False = the padded reference path
+    sparse_embeddings: bool = False  # sparse id-table gradients (SGD only, not with DDP)
+    # GenCOConfig overrides on top of the method's variant (`--genco-set NAME=VALUE`), e.g. the options where the
+    # paper is silent: off_policy_clip, logged_baseline, emb_init_std, pool_context (GENCO methods only)
+    genco_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    log_every: int = 50  # steps between metrics.jsonl lines (and progress-bar updates)
+    save_every: int = 100  # steps between checkpoints (0 = only at epoch ends); every epoch end saves too
+    quiet: bool = False  # no progress bar, no per-epoch lines
+    # baselines
+    mlp_cap: int = 64  # MLP: score every combination, or this many uniform draws when there are more
+    dco_delta: float = 0.05  # DCO: confidence of the successive-elimination radius
+    dco_prior: float = 10.0  # DCO: strength of the element-level prior (pseudo-impressions)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InvalidInputError(f"--method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise InvalidInputError(f"--optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not (self.device is None and self.resume):
+            raise InvalidInputError(f"--device must be auto, cpu or cuda; got {self.device!r}")
+        for name in ("epochs", "batch_size", "threads", "log_every"):
+            v = getattr(self, name)
+            if v is None and self.resume and name in RESUME_OVERRIDABLE:
+                continue  # taken from the run being resumed
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InvalidInputError(f"--{name.replace('_', '-')} must be an integer >= 1; got {v!r}")
+        if not (self.save_every is None and self.resume) and (isinstance(self.save_every, bool) or not isinstance(self.save_every, int) or self.save_every < 0):
+            raise InvalidInputError(f"--save-every must be an integer >= 0; got {self.save_every!r}")
+        if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 1):
+            raise InvalidInputError(f"--max-rows must be an integer >= 1; got {self.max_rows!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise InvalidInputError(f"--lr must be a positive number; got {self.lr!r}")
+        if self.sparse_embeddings and self.optimizer != "sgd":
+            raise InvalidInputError("--sparse-embeddings needs --optimizer sgd (Adam does not take sparse gradients)")
+        if self.genco_options:
+            if self.method not in GENCO_METHODS:
+                raise InvalidInputError(f"--genco-set applies to the GenCO methods ({', '.join(GENCO_METHODS)}), not {self.method!r}")
+            try:  # check names and values now, with placeholder vocabularies, not after loading the data
+                GenCOConfig.variant(self.method, {k: 2 for k in VOCAB_KEYS}, **self.genco_options)
+            except (TypeError, InvalidInputError) as e:
+                raise InvalidInputError(f"--genco-set: {e}") from None
+        if self.data is None and not self.resume:
+            raise InvalidInputError("--data RELEASE is required (or --resume to continue a run)")
+        if not 0 < self.dco_delta < 1 or self.dco_prior <= 0 or self.mlp_cap < 1:
+            raise InvalidInputError(f"need 0 < dco_delta < 1, dco_prior > 0, mlp_cap >= 1; got {self.dco_delta}, {self.dco_prior}, {self.mlp_cap}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
