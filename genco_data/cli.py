@@ -117,7 +117,9 @@ def _leaderboard(args):
 
 @_verb("card")
 def _card(args):
-    from genco_data.card.card import FIGURES, FIGURES_DIR, CardOptions, render_card
+    from genco_data.card.card import FIGURES_DIR, render_card
+    from genco_data.card.figures import FIGURES
+    from genco_data.card.options import CardOptions
     from genco_data.pipeline import write_default_card
 
     if args.default:

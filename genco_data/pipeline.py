@@ -15,15 +15,9 @@ from pathlib import Path
 
 from genco_data.build.builder import BuildConfig, BuildResult
 from genco_data.build.builder import build_release as _build_data
-from genco_data.card.card import (
-    DEFAULT_CARD_FILE,
-    DEFAULT_FIGURES_DIR,
-    CardOptions,
-    card_text,
-    figure_data,
-    render_card,
-    render_figures,
-)
+from genco_data.card.card import DEFAULT_CARD_FILE, DEFAULT_FIGURES_DIR, card_text, render_card
+from genco_data.card.figures import figure_data, render_figures
+from genco_data.card.options import CardOptions
 from genco_data.errors import InvalidInputError
 from genco_data.fsutil import write_text_atomic
 from genco_data.release import Release

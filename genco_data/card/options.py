@@ -1,0 +1,39 @@
+"""What the card needs beyond the release itself: :class:`CardOptions` (``genco card`` fills one in).
+
+Each field's default is resolved where it is used: ``license`` in :mod:`~genco_data.card.front_matter`,
+``changelog`` in :mod:`~genco_data.card.changelog`, ``repo_id`` and ``figures_href`` in
+:mod:`~genco_data.card.card`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from genco_data.errors import InvalidInputError
+from genco_data.release import FIGURES_DIR
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class CardOptions:
+    """What the card needs beyond the release itself. ``genco card`` fills one in; checked on creation."""
+
+    repo_id: str | None = None  # Hub id ORG/NAME shown in the loading snippets; None: a placeholder
+    changelog: Path | None = None  # Markdown with "## X.Y.Z — title" sections; None: see the module docstring
+    license: str | None = None  # Hub license id; None: cc-by-4.0 (synthetic) / unknown (raw)
+    figures_href: str = FIGURES_DIR  # how the card links its figures (DATASET_CARD.md: cards/figures)
+
+    def __post_init__(self) -> None:
+        if self.repo_id is not None and not _REPO_ID.match(self.repo_id):
+            raise InvalidInputError(f"repo id must be ORG/NAME, got {self.repo_id!r}")
+        if self.changelog is not None:
+            object.__setattr__(self, "changelog", Path(self.changelog))
+        if self.license is not None and not re.match(r"^[a-z0-9][a-z0-9.+-]*$", self.license):
+            raise InvalidInputError(f"license must be a Hub license id like cc-by-4.0, got {self.license!r}")
+        if not self.figures_href or self.figures_href.startswith("/") or self.figures_href.endswith("/"):
+            raise InvalidInputError(f"figures_href must be a relative folder without a trailing '/', got {self.figures_href!r}")
+
+
+__all__ = ["CardOptions"]
