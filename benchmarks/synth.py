@@ -46,11 +46,13 @@ def generate_only(rows: int, test_rows: int) -> dict:
     import numpy as np
 
     from genco_data.synth import SynthConfig
+    from genco_data.synth import catalog as C
     from genco_data.synth import logging as L
+    from genco_data.synth import simulation as S
     from genco_data.synth.world import sigmoid
 
     cfg = SynthConfig(train_rows=rows, test_rows=test_rows, seed=0)
-    world, cat = L.build(cfg)
+    world, cat = C.build(cfg)
     world = world._with_base(L.calibrate_base(world, cat, cfg))
     cpu0, t0 = time.process_time(), time.perf_counter()
     done = 0
@@ -63,7 +65,7 @@ def generate_only(rows: int, test_rows: int) -> dict:
                 n = min(cfg.batch_rows, hi - s)
                 r = L.draw_rows(world, cat, cfg, pools, rng, n, uniform=policy == "uniform")
                 click = rng.random(n) < sigmoid(world.base + r.logit)
-                L.rows_table(world, cat, pools, r, 20_000, click, s, policy, 1)
+                S.rows_table(world, cat, pools, r, 20_000, click, s, policy, 1)
                 done += n
     return {"rows": done, "wall": time.perf_counter() - t0, "cpu": time.process_time() - cpu0, "world": (world, cat, cfg)}
 

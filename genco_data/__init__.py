@@ -25,7 +25,7 @@ _EXPORTS = {
     "PAD_TO": "genco_data.format.components",
     "GencoError": "genco_data.errors",
     "SynthConfig": "genco_data.synth.config",
-    "simulate": "genco_data.synth.logging",
+    "simulate": "genco_data.synth.simulation",
     "World": "genco_data.synth.world",
     "BuildConfig": "genco_data.build.builder",
     "build_release": "genco_data.pipeline",

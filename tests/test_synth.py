@@ -29,8 +29,10 @@ from genco_data.format.components import (
 from genco_data.errors import IntegrityError, InvalidInputError, SchemaError
 from genco_data.format.records import ImpressionRow
 from genco_data.synth import SynthConfig, World, simulate
-from genco_data.synth import logging as synth_logging
-from genco_data.synth.world import CATEGORIES, hashed_ids
+from genco_data.synth import catalog as synth_catalog
+from genco_data.synth import simulation as synth_simulation
+from genco_data.synth.draw import hashed_ids
+from genco_data.synth.world import CATEGORIES
 
 K = N_COMPONENTS
 CFG = SynthConfig(train_rows=60_000, test_rows=20_000, seed=7, batch_rows=16_384)
@@ -236,10 +238,10 @@ def test_guided_search_equals_searchsorted():
     rng = np.random.default_rng(0)
     cum = np.cumsum(rng.lognormal(0, 2, 5000))
     cum /= cum[-1]
-    guide = synth_logging._guide(cum, 3 * len(cum), 1.0)
+    guide = synth_catalog._guide(cum, 3 * len(cum), 1.0)
     target = np.concatenate([rng.random(20_000), cum[:100], [0.0, 1.0 - 1e-17]])
     expect = np.minimum(np.searchsorted(cum, target, side="right"), len(cum) - 1)
-    assert np.array_equal(synth_logging._search(cum, guide, 1.0, target), expect)
+    assert np.array_equal(synth_catalog._search(cum, guide, 1.0, target), expect)
 
 
 # ----------------------------------------------------------------------------------------- the truth
@@ -440,7 +442,7 @@ def test_interrupted_run_leaves_no_world_json_and_a_rerun_replaces_it(tmp_path, 
             raise OSError("disk full")
         pq.write_table(table, path)
 
-    monkeypatch.setattr(synth_logging, "_write_part", boom)
+    monkeypatch.setattr(synth_simulation, "_write_part", boom)
     with pytest.raises(OSError, match="disk full"):
         simulate(cfg, out, progress=False)
     assert not (out / "world" / "world.json").exists() and not (out / "raw" / "part-00099.parquet").exists()

@@ -30,24 +30,17 @@ roots of their own subtrees). Because ``σ`` is monotone the best combination ma
 max-sum over a forest: messages ``m_{j→π(j)}(x) = max_y [U_j(y) + γ_j⟨s_x, s_y⟩ + Σ_{k: π(k)=j} m_{k→j}(y)]``
 from the leaves up, then argmax back down — exact, ``O(Σ_j n_{π(j)} n_j)`` per request, any pool length.
 
-Ids: every id is ``mix63(namespace·2^48 + index) XOR``-salted by the seed — a bijection of ``[0, 2^63)``,
-so ids look random, are non-negative int64 and never collide inside (or across) namespaces. The world
+Ids are hashed, non-negative int64 (:func:`genco_data.synth.draw.hashed_ids`). The world
 maps ids back to parameters with ``np.searchsorted`` on sorted id arrays; an id it does not know is an
 error (:class:`~genco_data.errors.InvalidInputError`), never a silent default: a world answers only for
 rows of its own release.
 
-On disk (``<release>/world/``, no pickle)::
-
-    world.npz    arrays (np.load(..., allow_pickle=False)); zip entries carry a fixed timestamp
-    world.json   parameters, test_start_day, generator version, statistics, sha256 of world.npz — written
-                 last, so a folder without it is an interrupted simulation
+How a world is drawn: :mod:`genco_data.synth.draw`; on disk (``<release>/world/``, no pickle):
+:mod:`genco_data.synth.storage`.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,20 +48,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from genco_data import __version__
 from genco_data.format.components import COMPONENTS, N_COMPONENTS, candidates_col
-from genco_data.errors import IntegrityError, InvalidInputError, SchemaError
-from genco_data.fsutil import read_json_object, sha256_file
-from genco_data.synth.config import SynthConfig
-
-GENERATOR = f"genco_data.synth {__version__}"
-#: Bump when the meaning of world.json / world.npz changes.
-WORLD_FORMAT = 1
-WORLD_JSON = "world.json"
-WORLD_NPZ = "world.npz"
+from genco_data.errors import InvalidInputError, SchemaError
+from genco_data.synth.storage import read_world, write_world
 
 CATEGORIES: tuple[str, ...] = ("phone", "computer", "wine", "clothing", "bedding", "food", "beauty", "toys")
-CATEGORY_SHARE: tuple[float, ...] = (0.12, 0.08, 0.06, 0.22, 0.10, 0.16, 0.14, 0.12)
 #: W[category, component]; columns in COMPONENTS order (title, image, marketing, highlight, attribute, structure_attribute).
 COMPONENT_WEIGHTS = np.array(
     [
@@ -89,33 +73,8 @@ ROOT = 1
 POST_ORDER: tuple[int, ...] = (4, 5, 0, 2, 3, 1)
 STYLE_DIM = 2  # S
 AFFINITY_DIM = 4  # D
-AGE_BUCKETS = 7
-GENDERS = 2
-#: Hash namespaces (element ids use ELEMENT_NAMESPACE + component index).
-NAMESPACES = {"user": 1, "ad": 2, "query": 3, "segment": 4, "impression": 5}
-ELEMENT_NAMESPACE = 16
 
-_M63 = np.uint64((1 << 63) - 1)
 _CHUNK = 2048  # rows per max-sum block (memory ~ CHUNK · n_parent · n_child · 8 bytes)
-
-
-def id_salt(seed: int) -> int:
-    """63-bit salt of a seed's ids (so different seeds give different ids)."""
-    return int(np.random.SeedSequence([seed, 0x6E0C0]).generate_state(1, np.uint64)[0] & _M63)
-
-
-def hashed_ids(namespace: int, index: np.ndarray, salt: int) -> np.ndarray:
-    """int64 ids, ``mix63((namespace << 48 | index) ^ salt)``: a bijection of [0, 2^63), so distinct inputs
-    give distinct non-negative ids. ``index`` must be in [0, 2^48)."""
-    x = (np.uint64(namespace) << np.uint64(48)) | np.asarray(index, dtype=np.uint64)
-    x = x ^ np.uint64(salt)
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(31))
-        x = (x * np.uint64(0x7FB5D329728EA185)) & _M63
-        x = x ^ (x >> np.uint64(27))
-        x = (x * np.uint64(0x81DADEF4BC2DD44D)) & _M63
-        x = x ^ (x >> np.uint64(33))
-    return x.astype(np.int64)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -153,71 +112,6 @@ class World:
         self._cache: dict[str, Any] = {}
         self._last: tuple[Any, _Requests] | None = None
 
-    # ------------------------------------------------------------------------------ construction
-    @classmethod
-    def sample(
-        cls,
-        cfg: SynthConfig,
-        rng: np.random.Generator,
-        *,
-        ad_category: np.ndarray,
-        user_age: np.ndarray,
-        user_gender: np.ndarray,
-        n_queries: int,
-        n_elements: list[int],
-    ) -> "World":
-        """Draw the latent parameters (the intercept ``base`` is 0 until calibrated)."""
-        salt = id_salt(cfg.seed)
-        A, U, Q = len(ad_category), len(user_age), n_queries
-        k = cfg.taste_scale
-        arrays: dict[str, np.ndarray] = {
-            "ad_id": hashed_ids(NAMESPACES["ad"], np.arange(A), salt),
-            "ad_category": ad_category.astype(np.int8),
-            "ad_appeal": rng.normal(0.0, cfg.appeal_scale, A),
-            "ad_vec": rng.standard_normal((A, AFFINITY_DIM)).astype(np.float32),
-            "user_id": hashed_ids(NAMESPACES["user"], np.arange(U), salt),
-            "user_age": user_age.astype(np.int8),
-            "user_gender": user_gender.astype(np.int8),
-            "user_vec": rng.standard_normal((U, AFFINITY_DIM)).astype(np.float32),
-            "query_id": hashed_ids(NAMESPACES["query"], np.arange(Q), salt),
-            "query_intent": (rng.standard_normal((Q, STYLE_DIM)) * k * math.sqrt(0.3)),
-            "weights": COMPONENT_WEIGHTS.copy(),
-        }
-        demo = rng.standard_normal((AGE_BUCKETS, GENDERS, STYLE_DIM)) * k * math.sqrt(0.4)
-        personal = rng.standard_normal((U, STYLE_DIM)) * k * math.sqrt(0.3)
-        arrays["user_taste"] = demo[user_age, user_gender] + personal
-        gamma = cfg.synergy_scale * rng.uniform(0.5, 1.5, N_COMPONENTS)
-        gamma[ROOT] = 0.0
-        arrays["synergy"] = gamma
-        noise = cfg.production_noise
-        for j, n in enumerate(n_elements):
-            q = rng.normal(0.0, cfg.quality_scale, n)
-            arrays[f"elem{j}_id"] = hashed_ids(ELEMENT_NAMESPACE + j, np.arange(n), salt)
-            arrays[f"elem{j}_quality"] = q
-            arrays[f"elem{j}_style"] = rng.standard_normal((n, STYLE_DIM))
-            # production's estimate of the quality: standardized quality + error, sharpened
-            z = q / cfg.quality_scale if cfg.quality_scale > 0 else np.zeros(n)
-            est = (z + noise * rng.standard_normal(n)) / math.sqrt(1.0 + noise * noise)
-            arrays[f"elem{j}_prod"] = cfg.production_sharpness * est
-        params = {
-            "generator": GENERATOR,
-            "world_format": WORLD_FORMAT,
-            "seed": cfg.seed,
-            "base": 0.0,
-            "start_day": cfg.start_day.isoformat(),
-            "test_start_day": cfg.test_start_day.isoformat(),
-            "train_days": cfg.train_days,
-            "test_days": cfg.test_days,
-            "user_ad_scale": cfg.user_ad_scale,
-            "categories": list(CATEGORIES),
-            "components": list(COMPONENTS),
-            "tree_parent": {COMPONENTS[j]: (COMPONENTS[p] if p >= 0 else None) for j, p in enumerate(PARENT)},
-            "component_weights": {c: dict(zip(COMPONENTS, map(float, COMPONENT_WEIGHTS[i]))) for i, c in enumerate(CATEGORIES)},
-            "synergy": dict(zip(COMPONENTS, map(float, gamma))),
-            "config": cfg.to_dict(),
-        }
-        return cls(params, arrays)
-
     @property
     def base(self) -> float:
         return float(self.params["base"])
@@ -228,54 +122,14 @@ class World:
 
     # ------------------------------------------------------------------------------ save / load
     def save(self, path: str | Path) -> Path:
-        """Write ``world.npz`` then ``world.json`` (last, atomically) into the folder ``path``."""
-        root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
-        (root / WORLD_JSON).unlink(missing_ok=True)
-        npz = root / WORLD_NPZ
-        tmp = root / (WORLD_NPZ + ".tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for name in sorted(self.arrays):
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.external_attr = 0o644 << 16
-                with zf.open(info, "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.ascontiguousarray(self.arrays[name]), allow_pickle=False)
-        os.replace(tmp, npz)
-        params = dict(self.params)
-        params["arrays"] = {"file": WORLD_NPZ, "sha256": sha256_file(npz), "names": sorted(self.arrays)}
-        text = json.dumps(params, indent=2, sort_keys=True) + "\n"
-        tmp_json = root / (WORLD_JSON + ".tmp")
-        tmp_json.write_text(text, encoding="utf-8")
-        os.replace(tmp_json, root / WORLD_JSON)
-        return root
+        """Write ``world.npz`` then ``world.json`` (last, atomically) into the folder ``path``
+        (:func:`~genco_data.synth.storage.write_world`)."""
+        return write_world(path, self.params, self.arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "World":
         """Load ``path`` = a world folder (``world.json`` + ``world.npz``) or a release holding ``world/``."""
-        root = Path(path)
-        if root.is_file() and root.name == WORLD_JSON:
-            root = root.parent
-        if not (root / WORLD_JSON).is_file() and (root / "world" / WORLD_JSON).is_file():
-            root = root / "world"
-        jpath = root / WORLD_JSON
-        if not jpath.is_file():
-            raise InvalidInputError(f"{root}: no {WORLD_JSON} (not a simulator world, or an interrupted simulation)")
-        params = read_json_object(jpath, IntegrityError)
-        if params.get("world_format") != WORLD_FORMAT:
-            found = params.get("world_format")
-            raise InvalidInputError(f"{jpath}: world_format {found!r}, this genco-data reads {WORLD_FORMAT}")
-        npz = root / WORLD_NPZ
-        if not npz.is_file():
-            raise IntegrityError(f"{root}: {WORLD_NPZ} is missing")
-        meta = params.pop("arrays", {})
-        if meta.get("sha256") != sha256_file(npz):
-            raise IntegrityError(f"{npz}: sha256 does not match {WORLD_JSON}")
-        with np.load(npz, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        missing = sorted(set(meta.get("names", [])) - set(arrays))
-        if missing:
-            raise IntegrityError(f"{npz}: arrays missing: {missing}")
-        return cls(params, arrays)
+        return cls(*read_world(path))
 
     def _with_base(self, base: float) -> "World":
         params = dict(self.params)
@@ -555,18 +409,14 @@ class World:
         return float(mean_r.mean()), float(math.sqrt(var_r.sum() / S) / m)
 
 
-
-
 __all__ = [
     "World",
     "CATEGORIES",
-    "CATEGORY_SHARE",
     "COMPONENT_WEIGHTS",
     "PARENT",
     "ROOT",
-    "WORLD_JSON",
-    "WORLD_NPZ",
-    "hashed_ids",
-    "id_salt",
+    "POST_ORDER",
+    "STYLE_DIM",
+    "AFFINITY_DIM",
     "sigmoid",
 ]
