@@ -90,15 +90,17 @@ def _stats(args):
 
 @_verb("evaluate")
 def _evaluate(args):
-    from genco_data.evaluate import evaluator as ev
+    from genco_data.evaluate.evaluator import Evaluator
+    from genco_data.evaluate.report import format_validity
+    from genco_data.evaluate.validity import metric_validity
 
     if args.validity:
-        report = ev.metric_validity(Path(args.data), n_policies=args.policies, seed=args.seed, progress=not args.quiet)
-        _emit(args, report, ev.format_validity(report))
+        report = metric_validity(Path(args.data), n_policies=args.policies, seed=args.seed, progress=not args.quiet)
+        _emit(args, report, format_validity(report))
         return
     if not args.predictions:
         raise GencoError("a predictions file is required (or --validity)")
-    evaluator = ev.Evaluator(Path(args.data))
+    evaluator = Evaluator(Path(args.data))
     result = evaluator.evaluate(Path(args.predictions), bootstrap=args.bootstrap, seed=args.seed)
     _emit(args, result.to_dict(), result.format_table())
 

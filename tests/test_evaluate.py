@@ -287,7 +287,7 @@ def test_order_dtype_and_api_forms_give_identical_results(wide):
 
 
 def test_id_alignment_survives_hash_collisions(wide, monkeypatch):
-    from genco_data.evaluate import evaluator as ev_mod
+    from genco_data.evaluate import predictions as ev_mod
 
     root, test, choices = wide
     perm = np.random.default_rng(1).permutation(test.num_rows)

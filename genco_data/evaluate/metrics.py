@@ -440,89 +440,11 @@ def agreement(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, truth: np.ndar
     }
 
 
-# ------------------------------------------------------------------------------- policies for validity
-def pick(scores: list[np.ndarray], present: np.ndarray, rng: np.random.Generator, sign: float = 1.0, sigma: float = 0.0) -> np.ndarray:
-    """Per component, the slot maximising ``sign · score + sigma · spread · N(0, 1)`` -> choices int64 [R, K].
-
-    scores: K arrays [R, kmax_j] (-inf beyond the pool); present bool [R, K]; spread = RMS within-row
-    deviation of the component's scores, so sigma is in units of how much the candidates differ."""
-    R = present.shape[0]
-    out = np.full((R, K), -1, np.int64)
-    for j, S in enumerate(scores):
-        if S.shape[1] == 0:
-            continue
-        valid = np.isfinite(S)
-        T = np.where(valid, sign * S, -np.inf)
-        if sigma > 0:
-            T = T + sigma * _spread(S, valid) * rng.standard_normal(S.shape)
-        out[:, j] = np.where(present[:, j], T.argmax(axis=1), -1)
-    return out
-
-
-def _spread(S: np.ndarray, valid: np.ndarray) -> float:
-    cnt = valid.sum(axis=1)
-    mean = np.where(valid, S, 0.0).sum(axis=1) / np.maximum(cnt, 1)
-    dev = np.where(valid, S - mean[:, None], 0.0)
-    rows = cnt > 1
-    if not rows.any():
-        return 1e-3
-    s = float(np.sqrt((dev[rows] ** 2).sum() / cnt[rows].sum()))
-    return s if s > 0 else 1e-3
-
-
-def policy_zoo(n: np.ndarray, scores: list[np.ndarray], oracle: np.ndarray, quality: list[np.ndarray],
-               rng: np.random.Generator, count: int) -> list[tuple[str, str, np.ndarray]]:
-    """``count`` diverse policies -> [(name, family, choices int64 [R, K])]: the oracle and its opposite,
-    fixed slots, context-free quality-greedy / anti-greedy, uniform-random, noisy oracles at several noise
-    levels, noisy anti-oracles, oracle/anti mixtures with random, and the oracle (or anti) on one component
-    with random elsewhere; then more noisy oracles with log-uniform noise until ``count``.
-
-    n int [R, K] pool sizes; scores / quality: K arrays [R, kmax_j] (-inf beyond the pool) of each slot's
-    true CTR (others at the oracle) and of its element's mean score over all requests."""
-    present = n > 0
-
-    def rand() -> np.ndarray:
-        return np.where(present, (rng.random(n.shape) * n).astype(np.int64), -1)
-
-    def mix(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
-        return np.where((rng.random(n.shape[0]) < p)[:, None], a, b)
-
-    def on(j: int, a: np.ndarray) -> np.ndarray:
-        out = rand()
-        out[:, j] = a[:, j]
-        return out
-
-    anti = pick(scores, present, rng, sign=-1.0)
-    second = pick([np.where(np.arange(S.shape[1])[None, :] == S.argmax(1)[:, None], -1e9, S) if S.shape[1] else S for S in scores], present, rng)
-    zoo = [
-        ("oracle", "oracle", oracle), ("anti-oracle", "anti", anti), ("second-best", "oracle", second),
-        ("first slot", "fixed", np.where(present, 0, -1)), ("last slot", "fixed", np.where(present, n - 1, -1)),
-        ("quality-greedy", "greedy", pick(quality, present, rng)), ("quality-anti-greedy", "greedy", pick(quality, present, rng, -1.0)),
-    ]
-    zoo += [(f"random #{s}", "random", rand()) for s in range(5)]
-    zoo += [(f"noisy-oracle sigma={s} #{r}", "noisy-oracle", pick(scores, present, rng, 1.0, s)) for s in (0.25, 0.5, 1.0, 2.0, 4.0) for r in range(2)]
-    zoo += [(f"noisy-anti sigma={s}", "noisy-anti", pick(scores, present, rng, -1.0, s)) for s in (0.5, 1.0, 2.0)]
-    zoo += [(f"oracle w.p. {p}, else random", "mixture", mix(oracle, rand(), p)) for p in (0.1, 0.25, 0.5, 0.75, 0.9)]
-    zoo += [(f"anti w.p. {p}, else random", "mixture", mix(anti, rand(), p)) for p in (0.25, 0.5, 0.75)]
-    zoo += [(f"oracle on {c}, random elsewhere", "one-component", on(j, oracle)) for j, c in enumerate(COMPONENTS)]
-    zoo += [(f"anti on {c}, random elsewhere", "one-component", on(j, anti)) for j, c in enumerate(COMPONENTS)]
-    while len(zoo) < count:
-        s = float(10 ** rng.uniform(-1, 1))
-        if len(zoo) % 2:
-            zoo.append((f"noisy-oracle sigma={s:.3g}", "noisy-oracle", pick(scores, present, rng, 1.0, s)))
-        else:
-            p = float(rng.uniform())
-            zoo.append((f"noisy-oracle sigma={s:.3g} w.p. {p:.2f}, else random", "mixture", mix(pick(scores, present, rng, 1.0, s), rand(), p)))
-    return zoo[:count]
-
-
 __all__ = [
     "ALL",
     "agreement",
     "lift_interval",
     "wilson_interval",
-    "pick",
-    "policy_zoo",
     "COMB",
     "ESTIMATES",
     "N_BUCKETS",
