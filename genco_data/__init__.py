@@ -32,8 +32,8 @@ _EXPORTS = {
     "Release": "genco_data.release",
     "load_release": "genco_data.release",
     "verify_release": "genco_data.release",
-    "Batch": "genco_data.load.datasets",
-    "Vocabularies": "genco_data.load.datasets",
+    "Batch": "genco_data.load.batch",
+    "Vocabularies": "genco_data.load.vocab",
     "loader": "genco_data.load.datasets",
     "Evaluator": "genco_data.evaluate.evaluator",
 }

@@ -213,7 +213,7 @@ def test_figures_are_pngs_of_the_release_data(synthetic):
 
 def test_truncation_rule_is_torch_datas():
     """One rule, two places: the card's text must be what the adapter's docstring says."""
-    torch_data = pytest.importorskip("genco_data.load.datasets")
+    torch_data = pytest.importorskip("genco_data.load.padding")
 
     def norm(s: str) -> str:
         return " ".join(s.replace("`", "").split())

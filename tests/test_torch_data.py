@@ -156,6 +156,13 @@ def test_import_genco_data_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_tensor_fields_are_the_batch_fields_in_order():
+    """padding.py (torch-free) spells TENSOR_FIELDS out; it must stay the Batch dataclass's tensor fields."""
+    from dataclasses import fields
+
+    assert td.TENSOR_FIELDS == tuple(f.name for f in fields(td.Batch) if f.name != "impression_id")
+
+
 # ---------------------------------------------------------------------------------------------
 # Padding and truncation
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,11 @@
 """Releases -> torch: every component padded to 15 candidates, vocabularies, a typed ``Batch``, datasets.
 
-    datasets.py   Batch, padding, Vocabularies, MapDataset, ShardedBatchSampler, StreamingDataset, loader
+    padding.py    layout constants, the truncation rule, Arrow checks, numpy blocks (torch-free)
+    vocab.py      Vocabularies: exact and hashing-trick id -> index lookups (torch-free)
+    sources.py    parquet_files and what else may be passed: release folders, tables, HF datasets (torch-free)
+    cache.py      the padded on-disk row-group cache of streamed Parquet (torch-free)
+    batch.py      Batch, pad_table (torch)
+    datasets.py   MapDataset, ShardedBatchSampler, StreamingDataset, BatchLoader, loader (torch)
 
 Names are imported on first use, so ``import genco_data.load`` does not import torch.
 """
@@ -9,12 +14,24 @@ from __future__ import annotations
 from genco_data._lazy import lazy_face
 
 _EXPORTS = {
-    n: "genco_data.load.datasets"
-    for n in (
-        "SEGMENTS_PAD_TO", "PAD_INDEX", "OOV_INDEX", "FIRST_INDEX", "VOCAB_NAMES", "HASHABLE_NAMES", "REQUIRED_COLUMNS",
-        "TENSOR_FIELDS", "Batch", "Vocabularies", "pad_table", "parquet_files", "MapDataset", "ShardedBatchSampler",
-        "StreamingDataset", "BatchLoader", "loader", "_searchsorted_lookup",
-    )
+    "SEGMENTS_PAD_TO": "genco_data.load.padding",
+    "PAD_INDEX": "genco_data.load.padding",
+    "OOV_INDEX": "genco_data.load.padding",
+    "FIRST_INDEX": "genco_data.load.padding",
+    "VOCAB_NAMES": "genco_data.load.vocab",
+    "HASHABLE_NAMES": "genco_data.load.vocab",
+    "REQUIRED_COLUMNS": "genco_data.load.padding",
+    "TENSOR_FIELDS": "genco_data.load.padding",
+    "Batch": "genco_data.load.batch",
+    "Vocabularies": "genco_data.load.vocab",
+    "pad_table": "genco_data.load.batch",
+    "parquet_files": "genco_data.load.sources",
+    "MapDataset": "genco_data.load.datasets",
+    "ShardedBatchSampler": "genco_data.load.datasets",
+    "StreamingDataset": "genco_data.load.datasets",
+    "BatchLoader": "genco_data.load.datasets",
+    "loader": "genco_data.load.datasets",
+    "_searchsorted_lookup": "genco_data.load.vocab",
 }
 __getattr__, __dir__ = lazy_face(__name__, _EXPORTS)
 __all__ = [n for n in _EXPORTS if not n.startswith("_")]

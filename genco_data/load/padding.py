@@ -1,0 +1,428 @@
+"""Arrow impressions -> padded numpy blocks: the torch-free core of the adapters (layout, truncation, checks).
+
+Everything is computed on whole Arrow columns (list offsets + flat values) with numpy; no Python
+code runs per row. :func:`genco_data.load.batch.pad_table` wraps a block into a torch ``Batch``.
+
+Layout of a :class:`Batch` of ``B`` rows (``C = 6`` components in :data:`COMPONENTS` order,
+``P = PAD_TO = 15`` slots, ``S = SEGMENTS_PAD_TO = 16`` query segments)::
+
+    candidates      int64   [B, C, P]  vocabulary index per slot; 0 = padding, 1 = out of vocabulary
+    mask            bool    [B, C, P]  True where the slot holds a candidate
+    original_index  int16   [B, C, P]  slot -> index into the original pool; -1 in padding
+    exposed         int64   [B, C]     slot of the shown element; -1 when the component is absent
+    n_candidates    int64   [B, C]     full pool size before truncation (the evaluator's n); 0 = absent
+    propensity      float32 [B, C]     logging propensity of the shown element; 0.0 when absent
+    click           float32 [B]        1.0 click, 0.0 no click
+    user_id, ad_id, query_id, user_age, user_gender, category   int64 [B]   vocabulary indices
+    query_segments  int64   [B, S]     vocabulary indices, 0 = padding; first S segments kept
+    query_segments_mask bool [B, S]
+    impression_id   pyarrow.StringArray [B]   kept aside (not a tensor), to write predictions
+
+**Truncation rule.** A pool of ``n <= 15`` candidates fills slots ``0..n-1`` in pool order and the rest
+is padding. A pool of ``n > 15`` keeps 15 candidates and never drops the shown element: if the shown
+index ``e`` is below 15 the slots hold the original candidates ``0..14``; otherwise they hold
+``0..13`` followed by ``e`` (slot 14). Either way the kept candidates stay in original pool order,
+``exposed`` is the slot of the shown element, ``original_index`` records the original index of every
+slot, and ``n_candidates`` keeps the full ``n``. A policy that picks slot ``s`` therefore chose the
+original candidate ``original_index[s]`` (see :meth:`Batch.original_choice`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from genco_data.format.components import (
+    CANDIDATE_COLUMNS,
+    COMPONENTS,
+    EXPOSED_COLUMNS,
+    N_COMPONENTS,
+    PAD_TO,
+    PROPENSITY_COLUMNS,
+    candidates_col,
+    exposed_col,
+    propensity_col,
+)
+from genco_data.errors import InvalidInputError, SchemaError
+
+# ---------------------------------------------------------------------------------------------
+# Layout constants
+# ---------------------------------------------------------------------------------------------
+#: Query segments kept per row (the first ones; the rest are dropped).
+SEGMENTS_PAD_TO = 16
+PAD_INDEX = 0  #: vocabulary index of padding and of null values
+OOV_INDEX = 1  #: vocabulary index of an id absent from the vocabulary
+FIRST_INDEX = 2  #: vocabulary index of the smallest known id
+#: Rows padded per vectorized call (large enough to amortize Python, small enough to stay in cache).
+PAD_ROWS = 16384
+_INT_FIELDS = ("user_id", "ad_id", "query_id", "user_age", "user_gender")
+_NULLABLE = frozenset({"query_id", "user_age", "user_gender", "category"})
+#: Columns a table must have to be padded (``day`` and ``logging_policy`` are not read).
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "impression_id",
+    *_INT_FIELDS,
+    "category",
+    "query_segments",
+    *CANDIDATE_COLUMNS,
+    *EXPOSED_COLUMNS,
+    *PROPENSITY_COLUMNS,
+    "click",
+)
+#: The tensor fields of a :class:`~genco_data.load.batch.Batch` (every field but ``impression_id``), in its
+#: field order; also the numpy arrays of a block (a test keeps the two equal).
+TENSOR_FIELDS: tuple[str, ...] = (
+    "candidates",
+    "mask",
+    "original_index",
+    "exposed",
+    "n_candidates",
+    "propensity",
+    "click",
+    "user_id",
+    "ad_id",
+    "query_id",
+    "user_age",
+    "user_gender",
+    "category",
+    "query_segments",
+    "query_segments_mask",
+)
+
+
+class _Lookups(Protocol):
+    """What padding reads of a :class:`~genco_data.load.vocab.Vocabularies` (vocab.py builds on this module)."""
+
+    def lookup(self, name: str, ids: np.ndarray) -> np.ndarray: ...
+
+    def lookup_category(self, values: pa.Array) -> np.ndarray: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------------------------
+# A "block" is the numpy form of a Batch: {field: ndarray} plus "impression_id": pa.Array.
+_Block = dict[str, Any]
+
+
+def _block_slice(block: _Block, start: int, stop: int) -> _Block:
+    out = {k: block[k][start:stop] for k in TENSOR_FIELDS}
+    out["impression_id"] = block["impression_id"].slice(start, stop - start)
+    return out
+
+
+def _block_take(block: _Block, perm: np.ndarray) -> _Block:
+    out = {k: np.take(block[k], perm, axis=0) for k in TENSOR_FIELDS}
+    out["impression_id"] = block["impression_id"].take(pa.array(perm))
+    return out
+
+
+def _block_concat(blocks: list[_Block]) -> _Block:
+    if len(blocks) == 1:
+        return blocks[0]
+    out = {k: np.concatenate([b[k] for b in blocks]) for k in TENSOR_FIELDS}
+    out["impression_id"] = pa.concat_arrays([b["impression_id"] for b in blocks])
+    return out
+
+
+def _block_len(block: _Block) -> int:
+    return len(block["impression_id"])
+
+
+def _shuffled(blocks: Iterator[_Block], buffer_rows: int, batch_size: int, rng: np.random.Generator) -> Iterator[_Block]:
+    """Fill a buffer of ``buffer_rows`` rows, permute it, and hand it out ``batch_size`` rows at a time
+    (each piece gathered straight from the buffer: one copy, into small reusable allocations)."""
+    pending: list[_Block] = []
+    rows = 0
+
+    def drain() -> Iterator[_Block]:
+        buf = _block_concat(pending)
+        perm = rng.permutation(_block_len(buf))
+        for s in range(0, len(perm), batch_size):
+            yield _block_take(buf, perm[s : s + batch_size])
+
+    for b in blocks:
+        pending.append(b)
+        rows += _block_len(b)
+        if rows >= buffer_rows:
+            yield from drain()
+            pending, rows = [], 0
+    if pending:
+        yield from drain()
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrow helpers
+# ---------------------------------------------------------------------------------------------
+def _column(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array | pa.ChunkedArray:
+    try:
+        return table.column(name)
+    except KeyError:
+        raise SchemaError(f"missing column {name!r} (expected the impressions schema)") from None
+
+
+def _as_array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        if col.num_chunks == 1:
+            return col.chunk(0)
+        return col.combine_chunks() if col.num_chunks else pa.array([], type=col.type)
+    return col
+
+
+def _list_parts(arr: pa.Array, name: str) -> tuple[np.ndarray, pa.Array]:
+    """(offsets int64 [B+1] starting at 0, flat int64 values) of a list column."""
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        raise SchemaError(f"column {name!r}: expected list<int64>, got {arr.type}")
+    offs = arr.offsets.to_numpy().astype(np.int64, copy=False)
+    base = int(offs[0])
+    values = arr.values.slice(base, int(offs[-1]) - base)
+    if base:
+        offs = offs - base
+    if not pa.types.is_integer(values.type):
+        raise SchemaError(f"column {name!r}: expected list<int64>, got {arr.type}")
+    if values.null_count:
+        raise InvalidInputError(f"column {name!r}: null id inside a list")
+    if values.type != pa.int64():
+        values = values.cast(pa.int64())
+    return offs, values
+
+
+def _check_schema(schema: pa.Schema) -> None:
+    if schema in _GOOD_SCHEMAS:
+        return
+    _check_schema_now(schema)
+    if len(_GOOD_SCHEMAS) < 64:
+        _GOOD_SCHEMAS.append(schema)
+
+
+_GOOD_SCHEMAS: list[pa.Schema] = []
+
+
+def _check_schema_now(schema: pa.Schema) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if schema.get_field_index(c) < 0]
+    if missing:
+        raise SchemaError(f"missing column(s) {missing} (expected the impressions schema: genco_data.format.arrow.impressions_schema())")
+    for name in ("query_segments", *CANDIDATE_COLUMNS):
+        t = schema.field(name).type
+        if not ((pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_integer(t.value_type)):
+            raise SchemaError(f"column {name!r}: expected list<int64>, got {t}")
+    for name in (*_INT_FIELDS, *EXPOSED_COLUMNS, "click"):
+        t = schema.field(name).type
+        if not (pa.types.is_integer(t) or pa.types.is_boolean(t)):
+            raise SchemaError(f"column {name!r}: expected an integer type, got {t}")
+    for name in PROPENSITY_COLUMNS:
+        t = schema.field(name).type
+        if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
+            raise SchemaError(f"column {name!r}: expected float32, got {t}")
+    for name in ("impression_id", "category"):
+        t = schema.field(name).type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            raise SchemaError(f"column {name!r}: expected string, got {t}")
+
+
+def _check_columns(schema: pa.Schema, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if schema.get_field_index(c) < 0]
+    if missing:
+        raise SchemaError(f"missing column(s) {missing} (expected the impressions schema)")
+
+
+_ARANGE = np.arange(1 << 20, dtype=np.int64)
+# Row k of these tables is the mask / original_index pattern of a pool with k kept candidates; a
+# row gather (np.take on axis 0) is ~5x faster than building [B, C, P] by broadcasting.
+_MASK_BY_KEPT = np.arange(PAD_TO + 1)[:, None] > np.arange(PAD_TO)
+_ORIG_BY_KEPT = np.where(_MASK_BY_KEPT, np.arange(PAD_TO), -1).astype(np.int16)
+
+
+def _zeros(n: int, dtype: Any) -> np.ndarray:
+    # np.zeros of a large array maps fresh pages (a page fault per 4 KiB); empty + fill reuses the heap
+    out = np.empty(n, dtype)
+    out.fill(0)
+    return out
+
+
+def _arange(n: int) -> np.ndarray:
+    global _ARANGE
+    if n > len(_ARANGE):
+        _ARANGE = np.arange(max(n, 2 * len(_ARANGE)), dtype=np.int64)
+    return _ARANGE[:n]
+
+
+def _truncate(offs: np.ndarray, n: np.ndarray, values: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, values) of the lists cut to their first ``keep`` items."""
+    pos = _arange(len(values)) - np.repeat(offs[:-1], n)
+    new_offs = np.zeros(len(offs), np.int64)
+    np.cumsum(np.minimum(n, keep), out=new_offs[1:])
+    return new_offs, values[pos < keep]
+
+
+def _valid(arr: pa.Array) -> np.ndarray | None:
+    """Validity of a primitive array as bool numpy (None when it has no nulls), straight from the bitmap."""
+    if not arr.null_count:
+        return None
+    bits = np.frombuffer(arr.buffers()[0], np.uint8)
+    return np.unpackbits(bits, bitorder="little", count=arr.offset + len(arr))[arr.offset :].view(bool)
+
+
+def _values(arr: pa.Array, fill: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values as ``dtype`` with nulls set to ``fill``, validity or None) of a primitive array.
+
+    Reads the value buffer directly (no compute-kernel call: this runs ~20 times per batch)."""
+    valid = _valid(arr)
+    if pa.types.is_boolean(arr.type):
+        raw = arr.to_numpy(zero_copy_only=False) if valid is None else arr.fill_null(False).to_numpy(zero_copy_only=False)
+    else:
+        raw = np.frombuffer(arr.buffers()[1], arr.type.to_pandas_dtype())[arr.offset : arr.offset + len(arr)]
+    out = raw.astype(dtype)  # a copy: the buffer may be shared and read-only
+    if valid is not None:
+        out[~valid] = fill
+    return out, valid
+
+
+def _ints(arr: pa.Array, fill: int) -> np.ndarray:
+    return _values(arr, fill, np.int64)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Padding (the core): public validates (pad_table, in batch.py), private computes
+# ---------------------------------------------------------------------------------------------
+def _describe_row(table: pa.Table | pa.RecordBatch, i: int, where: Callable[[int], str] | None) -> str:
+    iid = _as_array(table.column("impression_id"))[i].as_py()
+    return f"{where(i) if where else f'row {i}'} (impression_id {iid!r})"
+
+
+def _pad_block(
+    table: pa.Table | pa.RecordBatch,
+    vocabs: _Lookups,
+    max_segments: int = SEGMENTS_PAD_TO,
+    where: Callable[[int], str] | None = None,
+) -> _Block:
+    """Private compute of :func:`pad_table` on a schema-checked table → numpy block.
+
+    For every component: ``n`` = pool sizes from the offsets; the first 15 ids of every pool are
+    looked up once on the flat values and scattered into ``[B, C, P]`` at ``b*C*P + c*P + slot``;
+    rows whose shown index is >= 15 then get slot 14 overwritten with the shown element.
+    """
+    B = table.num_rows
+    C, P = N_COMPONENTS, PAD_TO
+    n = np.empty((B, C), np.int64)
+    e = np.empty((B, C), np.int64)
+    prop = np.empty((B, C), np.float32)
+    flat_parts: list[np.ndarray] = []
+    adj_parts: list[np.ndarray] = []
+    count_parts: list[np.ndarray] = []
+    fixes: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
+    slot_base = _arange(B) * (C * P)
+    gbase = 0
+    for ci, comp in enumerate(COMPONENTS):
+        name = candidates_col(comp)
+        offs, values = _list_parts(_as_array(table.column(name)), name)
+        nc = offs[1:] - offs[:-1]
+        n[:, ci] = nc
+        ex = _as_array(table.column(exposed_col(comp)))
+        ec, ev = _values(ex, -1, np.int64)
+        present = nc > 0
+        if ev is not None:
+            bad = np.where(present, (ec < 0) | (ec >= nc), ev)
+        else:
+            bad = ~present | (ec < 0) | (ec >= nc)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raw = ex[i].as_py()
+            raise InvalidInputError(
+                f"{_describe_row(table, i, where)}: column {exposed_col(comp)!r} is {raw!r} for a pool of "
+                f"{int(nc[i])} candidates (expected 0 <= exposed < n, null iff the pool is empty)"
+            )
+        e[:, ci] = ec
+        pr = _as_array(table.column(propensity_col(comp)))
+        pv, _ = _values(pr, np.nan, np.float32)
+        bad = present & ~((pv > 0) & (pv <= 1))  # also catches nulls (NaN here)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidInputError(
+                f"{_describe_row(table, i, where)}: column {propensity_col(comp)!r} is {pr[i].as_py()!r} "
+                f"(expected a probability in (0, 1] where the pool is non-empty)"
+            )
+        prop[:, ci] = np.where(present, pv, np.float32(0.0))
+        vals_np = values.to_numpy()
+        if len(nc) and int(nc.max()) > P:
+            keep_offs, keep_vals = _truncate(offs, nc, vals_np, P)
+            far = np.flatnonzero(ec >= P)
+            if len(far):
+                fixes.append((far, ci, vocabs.lookup(comp, vals_np[offs[far] + ec[far]]), ec[far]))
+        else:
+            keep_offs, keep_vals = offs, vals_np
+        flat_parts.append(vocabs.lookup(comp, keep_vals))
+        adj_parts.append(slot_base + (ci * P - gbase) - keep_offs[:-1])
+        count_parts.append(keep_offs[1:] - keep_offs[:-1])
+        gbase += len(keep_vals)
+    # one scatter for all six components: flat value i of row b goes to b*C*P + c*P + (i - start)
+    dest = np.repeat(np.concatenate(adj_parts), np.concatenate(count_parts))
+    dest += _arange(gbase)
+    cand = _zeros(B * C * P, np.int64)
+    cand[dest] = np.concatenate(flat_parts)
+    cand = cand.reshape(B, C, P)
+    k = np.minimum(n, P)
+    mask = np.take(_MASK_BY_KEPT, k, axis=0)
+    orig = np.take(_ORIG_BY_KEPT, k, axis=0)
+    exposed = e
+    if fixes:
+        exposed = e.copy()
+        for rows, ci, ids, shown in fixes:
+            cand[rows, ci, P - 1] = ids
+            orig[rows, ci, P - 1] = shown
+            exposed[rows, ci] = P - 1
+    block: _Block = {
+        "candidates": cand,
+        "mask": mask,
+        "original_index": orig,
+        "exposed": exposed,
+        "n_candidates": n,
+        "propensity": prop,
+    }
+    block.update(_pad_context(table, vocabs, max_segments, where))
+    return block
+
+
+def _pad_context(
+    table: pa.Table | pa.RecordBatch, vocabs: _Lookups, max_segments: int, where: Callable[[int], str] | None
+) -> _Block:
+    B = table.num_rows
+    out: _Block = {}
+    for name in ("impression_id", "user_id", "ad_id", "click"):
+        arr = _as_array(table.column(name))
+        if arr.null_count:
+            i = int(np.flatnonzero(np.asarray(arr.is_null()))[0])
+            raise InvalidInputError(f"{where(i) if where else f'row {i}'}: column {name!r} is null")
+    click = _as_array(table.column("click"))
+    cv = click.to_numpy(zero_copy_only=False)
+    bad = (cv != 0) & (cv != 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidInputError(f"{_describe_row(table, i, where)}: column 'click' is {click[i].as_py()!r} (expected 0 or 1)")
+    out["click"] = cv.astype(np.float32)
+    for name in _INT_FIELDS:
+        ids, valid = _values(_as_array(table.column(name)), 0, np.int64)
+        idx = vocabs.lookup(name, ids)
+        if valid is not None:
+            idx[~valid] = PAD_INDEX
+        out[name] = idx
+    out["category"] = vocabs.lookup_category(_as_array(table.column("category")))
+    offs, values = _list_parts(_as_array(table.column("query_segments")), "query_segments")
+    ns = offs[1:] - offs[:-1]
+    S = max_segments
+    vals_np = values.to_numpy()
+    if len(ns) and int(ns.max()) > S:
+        offs, vals_np = _truncate(offs, ns, vals_np, S)
+        ns = offs[1:] - offs[:-1]
+    seg = _zeros(B * S, np.int64)
+    dest = np.repeat(_arange(B) * S - offs[:-1], ns)
+    dest += _arange(len(vals_np))
+    seg[dest] = vocabs.lookup("query_segments", vals_np)
+    out["query_segments"] = seg.reshape(B, S)
+    out["query_segments_mask"] = ns[:, None] > np.arange(S)
+    out["impression_id"] = _as_array(table.column("impression_id"))
+    return out
+
+
+__all__ = ["SEGMENTS_PAD_TO", "PAD_INDEX", "OOV_INDEX", "FIRST_INDEX", "PAD_ROWS", "REQUIRED_COLUMNS", "TENSOR_FIELDS"]
