@@ -1,6 +1,6 @@
 """Baseline policies of the paper's Table 2, behind one small interface::
 
-    policy.fit(batches) -> policy        # batches: an iterable of torch_data Batches of the train split
+    policy.fit(batches) -> policy        # batches: an iterable of genco_data.load Batches of the train split
     policy.select(batch) -> Selection    # slot choices (B, 6), -1 absent; optional per-slot scores (B, 6, 15)
 
 - :class:`UniformPolicy` — uniform over each component's candidates (the test split's logging policy).

@@ -8,7 +8,7 @@ What ``--out`` holds (every file is written to a temporary name, then ``os.repla
     model.safetensors            weights (GenCO, MLP) or statistics (DCO); empty for uniform. This file is the
                                  checkpoint's commit point: its metadata carries step, epoch and trainer file
     trainer-<step>.safetensors   optimizer state and every rank's RNG state, for --resume (latest only)
-    vocab.npz                    the Vocabularies (torch_data format; no pickle anywhere)
+    vocab.npz                    the Vocabularies (genco_data.load.vocab format; no pickle anywhere)
     metrics.jsonl                one JSON line per log interval: step, samples, loss parts, samples/s, ...
     loss_curve.png
 

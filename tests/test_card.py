@@ -211,14 +211,14 @@ def test_figures_are_pngs_of_the_release_data(synthetic):
             assert im.text["Description"] == description
 
 
-def test_truncation_rule_is_torch_datas():
+def test_truncation_rule_is_the_padding_modules():
     """One rule, two places: the card's text must be what the adapter's docstring says."""
-    torch_data = pytest.importorskip("genco_data.load.padding")
+    padding = pytest.importorskip("genco_data.load.padding")
 
     def norm(s: str) -> str:
         return " ".join(s.replace("`", "").split())
 
-    assert norm(card.TRUNCATION_RULE) in norm(torch_data.__doc__)
+    assert norm(card.TRUNCATION_RULE) in norm(padding.__doc__)
     assert f"{PAD_TO}" in card.TRUNCATION_RULE
 
 

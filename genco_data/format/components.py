@@ -18,7 +18,7 @@ N_COMPONENTS = len(COMPONENTS)
 #: Candidates per component after padding/truncation (paper, Implementation Details).
 PAD_TO = 15
 
-#: The pad/truncate rule of the PyTorch adapter (quoted by the dataset card; torch_data's docstring states
+#: The pad/truncate rule of the PyTorch adapter (quoted by the dataset card; genco_data.load.padding's docstring states
 #: the same rule and a test keeps the two equal).
 TRUNCATION_RULE = (
     "A pool of `n <= 15` candidates fills slots `0..n-1` in pool order and the rest is padding. "

@@ -7,9 +7,9 @@ source discovery in :mod:`~genco_data.load.sources`, the padded row-group cache 
 Quick start::
 
     ds = datasets.load_dataset(release_or_hub_id, split="train")
-    train = torch_data.loader(ds, batch_size=1024)              # vocabularies built from ds
+    train = genco_data.loader(ds, batch_size=1024)              # vocabularies built from ds
     train.vocabs.save("vocab.npz")                              # embedding sizes: train.vocabs.size(name)
-    test = torch_data.loader(release_dir, split="test", vocabs="vocab.npz", cache_dir=None)
+    test = genco_data.loader(release_dir, split="test", vocabs="vocab.npz", cache_dir=None)
     for batch in train:                                         # a Batch; no collate needed
         batch = batch.to("cuda", non_blocking=True)
 """

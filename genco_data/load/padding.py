@@ -58,7 +58,6 @@ FIRST_INDEX = 2  #: vocabulary index of the smallest known id
 #: Rows padded per vectorized call (large enough to amortize Python, small enough to stay in cache).
 PAD_ROWS = 16384
 _INT_FIELDS = ("user_id", "ad_id", "query_id", "user_age", "user_gender")
-_NULLABLE = frozenset({"query_id", "user_age", "user_gender", "category"})
 #: Columns a table must have to be padded (``day`` and ``logging_policy`` are not read).
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "impression_id",
@@ -277,10 +276,6 @@ def _values(arr: pa.Array, fill: Any, dtype: Any) -> tuple[np.ndarray, np.ndarra
     if valid is not None:
         out[~valid] = fill
     return out, valid
-
-
-def _ints(arr: pa.Array, fill: int) -> np.ndarray:
-    return _values(arr, fill, np.int64)[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ tile [0, 1) with intervals as long as their traffic share): it has a pool iff ``
 :data:`MAX_POOL`. Row-weighted coverage and mean pool length (what ``genco stats`` measures over train rows)
 therefore land on the paper's figures up to one ad's share, not wandering with the most popular ads.
 Pools over ``PAD_TO = 15`` occur for ~1–2 % of the title / highlight / structure_attribute rows.
-Which element a slot shows: its own (``catalog_size`` None, the default), or a draw without replacement
-from a catalog shared by the ads of its category (``catalog_scope="category"``) or by all ads (``"global"``),
+Which element a slot shows: its own (``catalog_size`` None, the ``sparse`` preset), or a draw without replacement
+from a catalog shared by the ads of its category (``catalog_scope="category"``) or by all ads (``"global"``, the default),
 of ``max(catalog_size, longest slot list)`` elements (:func:`_assign_catalog`).
 Over the ``train_days + test_days`` window each slot but the first is, with probability ``churn``,
 *replaced*: its element retires on day ``t1`` and a new one is added on day ``t2`` (``t2 = t1`` for half of
