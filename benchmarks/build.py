@@ -69,7 +69,9 @@ def _child(raw: str, out: str, tsd: str, batch_rows: int, q) -> None:
 def validation_rate(raw: Path, tsd: dt.date, batch_rows: int) -> float:
     import pyarrow.parquet as pq
 
-    from genco_data.build.validate import IdSet, coerce, row_reasons, to_release_schema
+    from genco_data.build.coerce import coerce
+    from genco_data.build.unique import IdSet
+    from genco_data.build.validate import row_reasons, to_release_schema
 
     seen = IdSet()
     rows = 0

@@ -27,7 +27,7 @@ _EXPORTS = {
     "SynthConfig": "genco_data.synth.config",
     "simulate": "genco_data.synth.simulation",
     "World": "genco_data.synth.world",
-    "BuildConfig": "genco_data.build.builder",
+    "BuildConfig": "genco_data.build.plan",
     "build_release": "genco_data.pipeline",
     "Release": "genco_data.release",
     "load_release": "genco_data.release",

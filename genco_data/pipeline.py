@@ -13,8 +13,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from genco_data.build.builder import BuildConfig, BuildResult
+from genco_data.build.builder import BuildResult
 from genco_data.build.builder import build_release as _build_data
+from genco_data.build.plan import BuildConfig
 from genco_data.card.card import DEFAULT_CARD_FILE, DEFAULT_FIGURES_DIR, card_text, render_card
 from genco_data.card.figures import figure_data, render_figures
 from genco_data.card.options import CardOptions

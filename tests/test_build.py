@@ -21,7 +21,7 @@ import pytest
 from factories import START, make_impressions, set_cells, write_csv, write_jsonl, write_parquet, write_world
 from genco_data.format.arrow import impressions_schema
 from genco_data import BuildConfig, build_release
-from genco_data.build.builder import row_bytes
+from genco_data.build import row_bytes
 from genco_data.cli import main
 from genco_data.format.components import UNIFORM
 from genco_data.errors import BuildError, InvalidInputError, SchemaError
@@ -400,7 +400,7 @@ def test_out_exists_overwrite_and_refusals(tmp_path, synth_src):
 
 
 def test_a_failure_mid_build_leaves_nothing(tmp_path, synth_src, monkeypatch):
-    import genco_data.build.builder as b
+    import genco_data.build.writer as b  # row_bytes is looked up by the shard writer
 
     calls = {"n": 0}
     real = b.row_bytes
@@ -421,12 +421,12 @@ def test_a_killed_build_leaves_no_release_and_a_rerun_succeeds(tmp_path, synth_s
     out = tmp_path / "rel"
     script = (
         "import sys, time, pathlib\n"
-        "import genco_data.build.builder as b\n"
-        "real = b.row_bytes\n"
+        "import genco_data.build.builder as b, genco_data.build.writer as w\n"
+        "real = w.row_bytes\n"
         "def slow(t):\n"
         "    time.sleep(0.2)\n"
         "    return real(t)\n"
-        "b.row_bytes = slow\n"
+        "w.row_bytes = slow\n"
         f"b.build_release(b.BuildConfig(sources=[pathlib.Path({str(synth_src)!r})], out=pathlib.Path({str(out)!r}), "
         "version='1.0.0', batch_rows=100, row_group_rows=50), progress=False)\n"
     )

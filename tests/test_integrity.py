@@ -485,7 +485,7 @@ def test_leaderboard_refuses_oversized_or_non_utf8_entries(tmp_path, monkeypatch
 # ------------------------------------------------------------------------------------ bounded resources
 def test_a_raw_file_over_the_size_limit_is_refused_before_it_is_opened(tmp_path, monkeypatch):
     """Refused on its size alone: the file is never opened (no read of any input happens)."""
-    from genco_data.build.builder import MAX_FILE_BYTES
+    from genco_data.build import MAX_FILE_BYTES
     from genco_data.errors import InvalidInputError
 
     write_parquet(make_impressions(200, seed=1), tmp_path / "src" / "a.parquet")

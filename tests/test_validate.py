@@ -1,4 +1,4 @@
-"""genco_data.build.validate: every rule by name, the rule order, file-level refusals, type coercion, hashing."""
+"""genco_data.build.validate (+ coerce, unique): every rule by name, the rule order, file-level refusals, type coercion, hashing."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,7 +13,9 @@ from factories import START, make_impressions, set_cells
 from genco_data.format.arrow import impressions_schema
 from genco_data.errors import SchemaError
 from genco_data.format.records import ROW_COLUMNS, ImpressionRow
-from genco_data.build.validate import REASONS, IdSet, coerce, hash_strings, row_reasons, validate
+from genco_data.build.coerce import coerce
+from genco_data.build.unique import IdSet, hash_strings
+from genco_data.build.validate import REASONS, row_reasons, validate
 
 TSD = START + dt.timedelta(days=4)  # factories: 4 train days, then test days
 

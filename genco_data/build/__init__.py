@@ -1,9 +1,15 @@
 """Raw logs -> a release: read, validate, order, write, count.
 
+    plan.py       ``BuildConfig`` and the plan: the input files in the sources, the world/ to carry, the test day
+    readers.py    Parquet / JSONL / CSV -> Arrow record batches, as read; file-level read errors
+    coerce.py     file level: column names and types, type coercion, text parsing, UTF-8
     validate.py   the per-batch rules: vectorized, every failing row gets a named reason
+    unique.py     impression-id uniqueness in bounded memory: 64-bit string hashes, ``IdSet``
+    order.py      chronological order: stream when already ordered, else spill by day and replay
+    writer.py     the release's files: shards (row groups, background writer), rejects, sample
     stats.py      the Table-1 statistics of a split
-    builder.py    ``build_release``: plan the inputs, read Parquet/JSONL/CSV, spill/replay by day, shards,
-                  rejects, sample, manifest
+    builder.py    ``build_release``: the atomic build (temporary folder, move into place), ingest, counts,
+                  manifest
 
 The builder never imports the card: :func:`genco_data.pipeline.build_release` (``genco_data.build_release``)
 is build-then-card, the call users want; ``genco_data.build.build_release`` writes everything but the card.
@@ -13,10 +19,12 @@ from __future__ import annotations
 from genco_data._lazy import lazy_face
 
 _EXPORTS = {
-    **{n: "genco_data.build.builder" for n in (
-        "BuildConfig", "BuildResult", "build_release", "FORMATS", "ROW_GROUP_MAX_BYTES", "SHARD_MAX_BYTES",
-        "MAX_FILE_BYTES", "row_bytes")},
-    **{n: "genco_data.build.validate" for n in ("REASONS", "validate", "row_reasons", "coerce", "check_schema")},
+    "BuildConfig": "genco_data.build.plan",
+    **{n: "genco_data.build.builder" for n in ("BuildResult", "build_release")},
+    **{n: "genco_data.build.plan" for n in ("FORMATS", "ROW_GROUP_MAX_BYTES", "SHARD_MAX_BYTES", "MAX_FILE_BYTES")},
+    "row_bytes": "genco_data.build.writer",
+    **{n: "genco_data.build.validate" for n in ("REASONS", "validate", "row_reasons")},
+    **{n: "genco_data.build.coerce" for n in ("coerce", "check_schema")},
     **{n: "genco_data.build.stats" for n in ("StatsAccumulator", "release_stats", "format_stats", "files_stats")},
 }
 __getattr__, __dir__ = lazy_face(__name__, _EXPORTS)

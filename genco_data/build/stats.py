@@ -36,7 +36,7 @@ from genco_data.format.components import (
     SPLITS,
     candidates_col,
 )
-from genco_data.build.validate import IdSet
+from genco_data.build.unique import IdSet
 
 #: Columns :class:`StatsAccumulator` reads.
 STATS_COLUMNS: tuple[str, ...] = ("day", "click", "user_id", "ad_id") + tuple(candidates_col(c) for c in COMPONENTS)
