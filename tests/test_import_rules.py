@@ -159,6 +159,16 @@ def test_the_circle_finder_finds_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+def test_no_module_over_the_limit_without_a_stated_reason():
+    for folder in (PACKAGE, REFERENCE):
+        for path in _modules(folder):
+            text = path.read_text(encoding="utf-8")
+            if text.count("\n") <= MAX_LINES:
+                continue
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            assert "Long on purpose:" in doc, f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines and no stated reason"
+
+
 _NETWORK_API = re.compile(r"\b(HfApi|hf_hub_download|snapshot_download|upload_folder|create_repo|create_tag)\b")
 
 
