@@ -48,6 +48,10 @@ class PublishError(GencoError):
     """Publishing to / pulling from the Hub was refused."""
 
 
+class LockedError(GencoError):
+    """Another process is writing the same output (a release, a leaderboard entry, a board) right now."""
+
+
 __all__ = [
     "GencoError",
     "SchemaError",
@@ -60,4 +64,5 @@ __all__ = [
     "PredictionsError",
     "SubmissionError",
     "PublishError",
+    "LockedError",
 ]
