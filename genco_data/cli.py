@@ -77,7 +77,8 @@ def _verify(args):
     from genco_data.release import verify_release
 
     report = verify_release(Path(args.release))
-    _emit(args, report, f"OK {args.release}: {report['files']} files, {report['rows']:,} rows verified")
+    world = " (world/ withheld: pinned by the manifest, not here)" if report.get("world") == "withheld" else ""
+    _emit(args, report, f"OK {args.release}: {report['files']} files, {report['rows']:,} rows verified{world}")
 
 
 @_verb("stats")
@@ -107,22 +108,33 @@ def _evaluate(args):
 
 @_verb("leaderboard")
 def _leaderboard(args):
-    from genco_data import leaderboard as lb
-
     if args.action == "verify":
-        entry = lb.verify_submission(Path(args.submission), Path(args.data), entries_dir=Path(args.entries))
+        from genco_data.leaderboard.verify import verify_submission
+
+        world = Path(args.world) if args.world else None
+        entry = verify_submission(Path(args.submission), Path(args.data), entries_dir=Path(args.entries), world=world)
         _emit(args, entry.model_dump(mode="json"), f"verified {entry.method}: entry written to {args.entries}")
+    elif args.action == "check":
+        from genco_data.leaderboard.check import check_entries
+
+        report = check_entries(Path(args.entries), board=Path(args.board) if args.board else None,
+                               release_path=Path(args.data) if args.data else None,
+                               submissions=Path(args.submissions) if args.submissions else None,
+                               world=Path(args.world) if args.world else None, min_seeds=args.min_seeds)
+        lines = [f"OK {e['entry']}: {e['method']} v{e['version']}, {e['seeds']} seeds: {'; '.join(e['checks'])}" for e in report["entries"]]
+        lines.append(f"{len(report['entries'])} entries re-verified" + (f"; board {report['board']}" if report["board"] else ""))
+        _emit(args, report, "\n".join(lines))
     else:
-        path = lb.render_leaderboard(Path(args.entries), Path(args.out))
+        from genco_data.leaderboard.board import render_leaderboard
+
+        path = render_leaderboard(Path(args.entries), Path(args.out), allow_empty=args.allow_empty)
         _emit(args, {"written": str(path)}, f"wrote {path}")
 
 
 @_verb("card")
 def _card(args):
-    from genco_data.card.card import FIGURES_DIR, render_card
-    from genco_data.card.figures import FIGURES
     from genco_data.card.options import CardOptions
-    from genco_data.pipeline import write_default_card
+    from genco_data.pipeline import render_release_card, write_default_card
 
     if args.default:
         if args.release or args.repo or args.changelog or args.license:
@@ -133,16 +145,16 @@ def _card(args):
     if not args.release:
         raise GencoError("a RELEASE folder is required (or --default)")
     options = CardOptions(repo_id=args.repo, changelog=Path(args.changelog) if args.changelog else None, license=args.license)
-    path = render_card(Path(args.release), options)
-    figures = [str(Path(args.release) / FIGURES_DIR / f) for f in FIGURES]
-    _emit(args, {"written": str(path), "figures": figures}, f"wrote {path} and {len(figures)} figures in {Path(args.release) / FIGURES_DIR}")
+    result = render_release_card(Path(args.release), options)
+    _emit(args, result.to_dict(), f"wrote {result.card} and {len(result.figures)} figures, listed in {result.manifest}")
 
 
 @_verb("publish")
 def _publish(args):
     from genco_data.hub import publish
 
-    plan = publish(Path(args.release), args.repo, tag=args.tag, private=args.private, dry_run=args.dry_run, progress=not args.quiet)
+    plan = publish(Path(args.release), args.repo, tag=args.tag, private=args.private, dry_run=args.dry_run,
+                   include_world=args.include_world, progress=not args.quiet)
     _emit(args, plan.to_dict(), plan.describe())
 
 
@@ -219,16 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--validity", action="store_true", help="metric validity study over many policies (synthetic releases)")
     sp.add_argument("--policies", type=int, default=60, help="policies drawn by --validity")
 
-    sp = verb("leaderboard", "verify a submission by recomputation, or render the board")
+    sp = verb("leaderboard", "verify a submission by recomputation, render the board, or re-check the committed entries")
     lsub = sp.add_subparsers(dest="action", required=True)
     lv = lsub.add_parser("verify", help="verify a submission JSON against a release")
     lv.add_argument("submission")
     lv.add_argument("--data", required=True, help="release folder")
     lv.add_argument("--entries", default="cards/leaderboard", help="where verified entries are written")
+    lv.add_argument("--world", default=None, help="the maintainer's world folder of a synthetic release published without "
+                    "world/ (checked against the manifest's sha256; default: RELEASE/world when present)")
     lr = lsub.add_parser("render", help="render the board from verified entries")
     lr.add_argument("--entries", default="cards/leaderboard")
     lr.add_argument("--out", default="cards/LEADERBOARD.md")
-    for x in (lv, lr):
+    lr.add_argument("--allow-empty", action="store_true", help="allow replacing a board that lists entries with an empty one")
+    lc = lsub.add_parser("check", help="re-verify every committed entry (hashes, means/stds, recomputation where "
+                         "predictions are present) and the rendered board; exit 2 on any problem")
+    lc.add_argument("--entries", default="cards/leaderboard")
+    lc.add_argument("--board", default="cards/LEADERBOARD.md", help="the rendered board to compare ('' to skip)")
+    lc.add_argument("--data", default=None, help="the release the entries pin: re-evaluate entries whose predictions are present")
+    lc.add_argument("--submissions", default=None, help="where submission folders are (default: ENTRIES/submissions)")
+    lc.add_argument("--world", default=None, help="the maintainer's world folder when --data has no world/")
+    lc.add_argument("--min-seeds", type=int, default=5, help="fewest seeds an entry may have (default 5)")
+    for x in (lv, lr, lc):
         x.add_argument("--json", action="store_true")
         x.add_argument("--quiet", action="store_true")
 
@@ -248,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tag", default=None, help="tag to create (default v<dataset_version>; tags are immutable)")
     sp.add_argument("--private", action="store_true", help="create the repo private (when it does not exist yet)")
     sp.add_argument("--dry-run", action="store_true", help="print the exact plan (files, sizes, sha256, tag); touch nothing")
+    sp.add_argument("--include-world", action="store_true", help="also publish world/ (the ground truth; by default the "
+                    "maintainer keeps it and the published manifest only pins its sha256)")
 
     sp = verb("pull", "download a version from the Hub and verify every file against its manifest")
     sp.add_argument("repo", help="ORG/NAME dataset repo")

@@ -45,14 +45,74 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
         raise
 
 
-def read_json_object(path: str | os.PathLike, error: type[Exception], name: str | None = None) -> dict[str, Any]:
+#: JSON documents genco reads (manifests, submissions, entries, world.json) nest a few levels; anything deeper
+#: than this is refused (Python's parser would raise RecursionError a little further, pydantic and the card
+#: recurse too).
+MAX_JSON_DEPTH = 64
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0, ``[]`` is 1, ``[[1]]`` is 2); iterative."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d + 1)
+            stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return deepest
+
+
+def parse_json(data: bytes, error: type[Exception], label: Any, max_depth: int = MAX_JSON_DEPTH,
+               invalid: str = "not valid JSON") -> Any:
+    """Parse a UTF-8 JSON document strictly: invalid UTF-8, invalid JSON (``f"{label}: {invalid} (why)"``), a
+    key given twice in one object (Python's parser would keep the last one silently) or nesting deeper than
+    ``max_depth`` raise ``error`` with one line starting with ``label``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{label}: {invalid} (UnicodeDecodeError: {exc})") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise error(f"{label}: key {exc.args[0]!r} is given twice in one JSON object") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{label}: {invalid} (JSONDecodeError: {exc})") from None
+    except RecursionError:
+        raise error(f"{label}: JSON nested deeper than {max_depth} levels") from None
+    if json_depth(value) > max_depth:
+        raise error(f"{label}: JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def read_json_object(path: str | os.PathLike, error: type[Exception], name: str | None = None,
+                     max_bytes: int | None = None) -> dict[str, Any]:
     """A JSON file that must hold an object; anything else raises ``error`` with a one-line message that starts
-    with ``name`` (default: the path; e.g. ``repo@revision manifest.json`` for a file downloaded to a temp folder)."""
+    with ``name`` (default: the path; e.g. ``repo@revision manifest.json`` for a file downloaded to a temp folder).
+    ``max_bytes``: refuse a bigger file before reading it. Parsing is :func:`parse_json`'s (strict)."""
     label = path if name is None else name
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise error(f"{label}: not valid JSON ({exc})") from None
+        size = os.stat(path).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise error(f"{label}: {size:,} bytes is over the {max_bytes:,}-byte limit")
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise error(f"{label}: cannot read ({exc.strerror or exc})") from None
+    value = parse_json(data, error, label)
     if not isinstance(value, dict):
         raise error(f"{label}: expected a JSON object")
     return value
@@ -67,4 +127,4 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-__all__ = ["sha256_file", "read_json_object", "atomic_write", "write_text_atomic", "write_json_atomic"]
+__all__ = ["sha256_file", "read_json_object", "parse_json", "json_depth", "MAX_JSON_DEPTH", "atomic_write", "write_text_atomic", "write_json_atomic"]

@@ -9,10 +9,14 @@ looks like a token replaced by ``***``.
 **Publish** (:func:`publish`), in order — nothing is uploaded unless every step before it passed:
 
 1. ``verify_release`` (checksums, row counts, schema, format version): a release that fails is refused.
-2. The plan: exactly the files that travel — ``README.md``, ``manifest.json``, ``data/``, ``world/``,
-   ``figures/`` (never ``rejects/``, never hidden files) with size and sha256; the tag (default
-   ``v<dataset_version>``; a custom tag must start with it, e.g. ``v1.0.0-rc1``). ``dry_run`` stops here
-   and contacts nobody.
+2. The plan: exactly the files the manifest lists — ``README.md``, ``data/``, ``figures/`` — plus
+   ``manifest.json`` itself, each a regular file inside the release with its size and sha256 (never
+   ``rejects/``, never a hidden or unlisted file: ``verify_release`` refused those already). ``world/`` (the
+   ground truth) stays with the maintainer unless ``include_world``: the published manifest still pins its
+   sha256, so the truth can be checked when it is handed over. The card must name ``repo_id`` in every
+   loading snippet (``load_dataset("…")``, ``genco pull …``); a card rendered for another repo or with the
+   placeholder is refused with the command that fixes it. The tag (default ``v<dataset_version>``; a custom
+   tag must start with it, e.g. ``v1.0.0-rc1``). ``dry_run`` stops here and contacts nobody.
 3. Tags are **immutable**. When the tag exists: if the tagged commit holds exactly the planned files (same
    paths; ``manifest.json``, which pins every ``data/`` and ``world/`` sha256, byte-identical; the card and
    figures byte-identical) the publish is a no-op (``action="unchanged"``); otherwise it is refused,
@@ -29,25 +33,35 @@ looks like a token replaced by ``***``.
 **Pull** (:func:`pull`): ``manifest.json`` first — its ``format_version`` must be readable by this
 genco-data (else the pull stops before downloading the data) — then the published files of the revision
 into ``out``, then ``verify_release(out)``: every file against its manifest sha256; a mismatch is an
-:class:`~genco_data.errors.IntegrityError` naming the file.
+:class:`~genco_data.errors.IntegrityError` naming the file. A release published without its world verifies
+as a release whose ``world/`` is withheld.
+
+**Quiet failures.** huggingface_hub logs every retry of a failing request as a warning (about ten lines when
+the network is down); while this module calls it, its logger only lets errors through and its Python warnings
+are silenced, so an offline or unauthenticated failure is the one line of :class:`PublishError`.
 """
 from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from genco_data.errors import GencoError, IntegrityError, PublishError
+from genco_data.format.records import is_repo_id
 from genco_data.fsutil import read_json_object
 from genco_data.release import (
     CARD_NAME,
+    MAX_MANIFEST_BYTES,
     MANIFEST_NAME,
     PUBLISHED_TOP_LEVEL,
+    WORLD_DIR,
     Release,
     check_format_version,
     sha256_file,
@@ -63,8 +77,14 @@ DELETE_PATTERNS = [f"{d}/**" for d in REPLACED_DIRS]
 #: What a pull downloads (posix globs relative to the repo root).
 PULL_PATTERNS = [p if p in (CARD_NAME, MANIFEST_NAME) else f"{p}/**" for p in PUBLISHED]
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", re.ASCII)
+#: The card's placeholder Hub id (``genco_data.card.card.REPO_PLACEHOLDER``; a test keeps them equal).
+REPO_PLACEHOLDER = "ORG/NAME"
+#: Where a card names a Hub repo: load_dataset("…"), genco pull …, repo_id="…", hf://datasets/…, huggingface.co/datasets/….
+_CARD_REPO_MENTIONS = re.compile(
+    r"""load_dataset\(\s*["']([^"'\s]+)["']|genco\s+pull\s+([^\s`]+)|repo_id\s*=\s*["']([^"'\s]+)["']"""
+    r"""|hf://datasets/([^\s/"'`)]+/[^\s/"'`)@]+)|huggingface\.co/datasets/([^\s/"'`)]+/[^\s/"'`)]+)"""
+)
 #: Things that look like credentials in a message from the Hub or the network stack.
 _SECRET = re.compile(r"(hf_[A-Za-z0-9]{6,}|(?i:bearer)\s+\S+|(?i:token)=[^\s&]+)")
 
@@ -88,6 +108,8 @@ class PublishPlan:
     action: str = "dry-run"  # dry-run | published | unchanged
     commit: str | None = None
     notes: list[str] = field(default_factory=list)
+    include_world: bool = False
+    world_kept: int = 0  # world/ files the manifest pins that stay with the maintainer
 
     @property
     def total_bytes(self) -> int:
@@ -124,8 +146,50 @@ class PublishPlan:
 
 # ------------------------------------------------------------------------------------------ helpers
 def _check_repo_id(repo_id: str) -> None:
-    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
-        raise PublishError(f"repo must be ORG/NAME (letters, digits, '.', '_', '-'), got {repo_id!r}")
+    if not is_repo_id(repo_id):
+        raise PublishError(f"repo must be ORG/NAME (ASCII letters, digits, '.', '_', '-'; no '--' or '..'; "
+                           f"at most 96 characters), got {repo_id!r}")
+
+
+def card_repo_ids(text: str) -> list[str]:
+    """The Hub ids a card's snippets name (in order of appearance; local paths such as ``path/to/release`` are
+    not ids), the placeholder ``ORG/NAME`` included wherever it appears."""
+    found = []
+    for m in _CARD_REPO_MENTIONS.finditer(text):
+        value = next(g for g in m.groups() if g is not None)
+        if is_repo_id(value):
+            found.append(value)
+    found += [REPO_PLACEHOLDER] * text.count(REPO_PLACEHOLDER)
+    return found
+
+
+def check_card_names_repo(release: Release, repo_id: str) -> None:
+    """Refuse a card that would tell users to load another repo: every Hub id in its snippets must be
+    ``repo_id`` (and there must be at least one)."""
+    path = release.root / CARD_NAME
+    text = path.read_text(encoding="utf-8", errors="replace")
+    named = card_repo_ids(text)
+    other = sorted({n for n in named if n != repo_id})
+    if other or not named:
+        what = f"name {', '.join(other)}" if other else "name no Hub repo"
+        raise PublishError(
+            f"{path}: the card's loading snippets {what}, not {repo_id}; render the card for this repo first: "
+            f"genco card {release.root} --repo {repo_id}"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """huggingface_hub's retry warnings and Python warnings silenced for the duration (its errors still raise)."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hub_logger.setLevel(level)
 
 
 def _redact(text: str) -> str:
@@ -184,36 +248,44 @@ def _is_published(path: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- plan
-def plan_publish(release_path: str | Path, repo_id: str, tag: str | None = None, private: bool = False) -> PublishPlan:
+def _planned(root: Path, rel: str, sha: str | None) -> PlannedFile:
+    """A file of the plan: a regular file inside the release (never a symlink: nothing outside travels)."""
+    p = root / rel
+    st = os.lstat(p)
+    if not os.path.isfile(p) or os.path.islink(p) or not p.resolve().is_relative_to(root.resolve()):
+        raise PublishError(f"{root}: {rel} is not a regular file inside the release; refused")
+    return PlannedFile(rel, st.st_size, sha if sha is not None else sha256_file(p))
+
+
+def plan_publish(release_path: str | Path, repo_id: str, tag: str | None = None, private: bool = False,
+                 include_world: bool = False, progress: bool = False) -> PublishPlan:
     """Verify the release and list exactly what would be uploaded; touches nothing but reads."""
     _check_repo_id(repo_id)
-    verify_release(release_path)  # refuse to publish a release that fails verification
+    verify_release(release_path, progress=progress)  # refuse to publish a release that fails verification
     release = Release.open(release_path)
     version = release.manifest.dataset_version
     tag = f"v{version}" if tag is None else tag
-    if not _TAG.match(tag) or not (tag == f"v{version}" or tag.startswith(f"v{version}-") or tag.startswith(f"v{version}+")):
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag) or not (
+            tag == f"v{version}" or tag.startswith(f"v{version}-") or tag.startswith(f"v{version}+")):
         raise PublishError(f"tag {tag!r} does not name dataset_version {version}: use v{version} (or v{version}-SUFFIX)")
-    listed = {f.path: f for f in release.manifest.files}
-    files = []
-    for top in PUBLISHED:
-        p = release.root / top
-        if p.is_file():
-            paths = [p]
-        elif p.is_dir():
-            paths = sorted(q for q in p.rglob("*") if q.is_file())
-        else:
-            paths = []
-        for q in paths:
-            rel = q.relative_to(release.root).as_posix()
-            if any(part.startswith(".") for part in rel.split("/")):
-                continue
-            entry = listed.get(rel)
-            sha = entry.sha256 if entry is not None else sha256_file(q)  # listed files were just verified
-            files.append(PlannedFile(rel, q.stat().st_size, sha))
-    missing = [n for n in (CARD_NAME, MANIFEST_NAME) if n not in {f.path for f in files}]
-    if missing:  # pragma: no cover - verify_release requires both
-        raise PublishError(f"{release.root}: missing {', '.join(missing)}")
-    return PublishPlan(repo_id, tag, version, private, files)
+    if include_world and not release.world_files:
+        raise PublishError(f"{release.root}: --include-world, but the release has no world/ (not a synthetic release)")
+    if include_world and release.world_withheld:
+        raise PublishError(f"{release.root}: --include-world, but world/ is not in this folder (its truth is withheld)")
+    check_card_names_repo(release, repo_id)
+    order = {top: i for i, top in enumerate(PUBLISHED)}
+    listed = sorted(release.manifest.files, key=lambda f: (order.get(f.path.split("/", 1)[0], len(order)), f.path))
+    kept = [f for f in listed if f.path.startswith(WORLD_DIR + "/")] if not include_world else []
+    files = [_planned(release.root, CARD_NAME, next((f.sha256 for f in listed if f.path == CARD_NAME), None)),
+             _planned(release.root, MANIFEST_NAME, None)]
+    files += [_planned(release.root, f.path, f.sha256) for f in listed if f.path != CARD_NAME and f not in kept]
+    plan = PublishPlan(repo_id, tag, version, private, files, include_world=include_world, world_kept=len(kept))
+    if kept:
+        plan.notes.append(
+            f"{WORLD_DIR}/ ({len(kept)} files, the ground truth) stays with you: the published {MANIFEST_NAME} pins its "
+            f"sha256; keep it to verify leaderboard entries (genco leaderboard verify --world PATH); --include-world publishes it"
+        )
+    return plan
 
 
 # ------------------------------------------------------------------------------------------ publish
@@ -232,18 +304,26 @@ def _tag_target(api: Any, repo_id: str, tag: str) -> str | None:
 
 
 def _remote_differences(api: Any, repo_id: str, commit: str, plan: PublishPlan, pinned: set[str]) -> list[str]:
-    """Paths whose content at ``commit`` differs from the plan (missing, extra or other bytes)."""
+    """Paths whose content at ``commit`` differs from the plan (missing, extra or other bytes). Every listed file
+    is pinned by manifest.json, which is compared byte for byte; when it differs, the remote manifest's pins
+    name the files that differ too."""
     remote = {p for p in api.list_repo_files(repo_id, revision=commit, repo_type=REPO_TYPE) if _is_published(p)}
     local = {f.path: f for f in plan.files}
     differ = sorted(set(local) ^ remote)
     with tempfile.TemporaryDirectory(prefix="genco-hub-") as tmp:
         for f in plan.files:
-            # data/ and world/ are pinned by manifest.json (compared here byte for byte); the rest is compared itself
             if f.path in remote and f.path not in pinned:
                 got = api.hf_hub_download(repo_id, f.path, repo_type=REPO_TYPE, revision=commit, local_dir=tmp)
                 if sha256_file(Path(got)) != f.sha256:
                     differ.append(f.path)
-    return sorted(set(differ))
+                    if f.path == MANIFEST_NAME:
+                        try:
+                            files = read_json_object(got, PublishError, max_bytes=MAX_MANIFEST_BYTES).get("files", [])
+                            pins = {e.get("path"): e.get("sha256") for e in files if isinstance(e, dict)}
+                        except (PublishError, AttributeError, TypeError):
+                            pins = {}
+                        differ += [p for p, g in local.items() if p in pinned and p in pins and pins[p] != g.sha256]
+    return sorted(set(differ), key=lambda p: (p != MANIFEST_NAME, p))  # the manifest first: it pins the rest
 
 
 def publish(
@@ -253,6 +333,7 @@ def publish(
     tag: str | None = None,
     private: bool = False,
     dry_run: bool = False,
+    include_world: bool = False,
     api: Any = None,
     progress: bool = True,
 ) -> PublishPlan:
@@ -260,7 +341,7 @@ def publish(
     docstring for every step). ``dry_run`` returns the plan and contacts nobody. Raises
     :class:`PublishError` (refused or failed; one line, no secret) or the release's own errors."""
     release_path = Path(release_path)
-    plan = plan_publish(release_path, repo_id, tag=tag, private=private)
+    plan = plan_publish(release_path, repo_id, tag=tag, private=private, include_world=include_world, progress=progress)
     if dry_run:
         plan.notes.append("the Hub was not contacted: whether the repo and the tag exist is checked by the real publish")
         return plan
@@ -268,7 +349,7 @@ def publish(
     pinned = {f.path for f in Release.open(release_path).manifest.files}
     step = "checking the tag"
     try:
-        with _progress_bars(progress):
+        with _progress_bars(progress), _quiet_hub():
             existing = _tag_target(api, repo_id, plan.tag)
             if existing is not None:
                 step = f"comparing tag {plan.tag}"
@@ -330,10 +411,10 @@ def pull(repo_id: str, *, revision: str, out: str | Path, api: Any = None, progr
     where = f"{repo_id}@{revision}"
     step = f"downloading {MANIFEST_NAME}"
     try:
-        with _progress_bars(progress):
+        with _progress_bars(progress), _quiet_hub():
             with tempfile.TemporaryDirectory(prefix="genco-hub-") as tmp:
                 mpath = api.hf_hub_download(repo_id, MANIFEST_NAME, repo_type=REPO_TYPE, revision=revision, local_dir=tmp)
-                raw = read_json_object(mpath, IntegrityError, name=f"{where} {MANIFEST_NAME}")
+                raw = read_json_object(mpath, IntegrityError, name=f"{where} {MANIFEST_NAME}", max_bytes=MAX_MANIFEST_BYTES)
             check_format_version(raw.get("format_version", "?"), f"{where} {MANIFEST_NAME}")
             step = "downloading the release"
             api.snapshot_download(repo_id, repo_type=REPO_TYPE, revision=revision, local_dir=str(out), allow_patterns=list(PULL_PATTERNS))
@@ -352,7 +433,7 @@ def pull(repo_id: str, *, revision: str, out: str | Path, api: Any = None, progr
             raise PublishError(f"{where} has no {MANIFEST_NAME}: not a genco-data release") from None
         raise PublishError(f"pulling {where} failed while {step}: {_one_line(exc)}{_hint(exc)}; rerun to resume") from None
     try:
-        report = verify_release(out)
+        report = verify_release(out, progress=progress)
     except IntegrityError as exc:
         raise IntegrityError(f"pulled {where} does not match its manifest: {exc}") from None
     report = dict(report)
@@ -362,7 +443,8 @@ def pull(repo_id: str, *, revision: str, out: str | Path, api: Any = None, progr
 
 def _available_tags(api: Any, repo_id: str) -> str:
     try:
-        tags = sorted(t.name for t in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).tags)
+        with _quiet_hub():
+            tags = sorted(t.name for t in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).tags)
     except Exception:
         return ""
     return f" (tags: {', '.join(tags)})" if tags else " (it has no tags)"
@@ -371,6 +453,9 @@ def _available_tags(api: Any, repo_id: str) -> str:
 __all__ = [
     "PublishPlan",
     "PlannedFile",
+    "card_repo_ids",
+    "check_card_names_repo",
+    "REPO_PLACEHOLDER",
     "plan_publish",
     "publish",
     "pull",

@@ -7,8 +7,22 @@ On disk (format version 1)::
       manifest.json                  Manifest (records.py): versions, provenance, files + sha256, stats
       data/impressions/{train,test}-NNNNN-of-MMMMM.parquet
       data/sample/{train,test}-00000-of-00001.parquet
-      world/                         synthetic releases only: ground truth (npz + json, no pickle)
+      world/                         synthetic releases only: ground truth (npz + json, no pickle); kept by the
+                                     maintainer: published only with `--include-world`
+      figures/                       the card's PNGs
       rejects/                       rows that failed validation, with `reason`; never published
+
+**A release is exactly its manifest.** ``manifest.files`` lists every file that travels — ``README.md``, every
+file under ``data/``, ``world/`` and ``figures/`` — with its size and sha256. Besides them a release folder may
+hold only ``manifest.json`` itself, ``rejects/`` (never published, not listed) and huggingface_hub's
+``.cache/huggingface/`` (what ``snapshot_download(local_dir=...)`` leaves in a pulled release). Anything else —
+an unlisted file anywhere, a symlink anywhere (file or folder, inside or pointing out), a fifo — fails
+:func:`verify_checksums` and :func:`verify_release`.
+
+**A withheld world.** A synthetic release's manifest pins its ``world/`` files by sha256 even when the folder
+is not there: the maintainer keeps the truth, participants get a release without ``world/`` that still
+verifies (every *present* file is checked; ``world/`` must be complete or absent), and the truth handed over
+later (``genco leaderboard verify --world PATH``) is checked against those pins.
 
 Every other module finds files through this one (never by spelling paths itself).
 """
@@ -26,16 +40,22 @@ from typing import Any
 from genco_data.format.components import CONFIGS, SPLITS
 from genco_data.fsutil import read_json_object, sha256_file
 from genco_data.errors import BackwardCompatibilityError, ForwardCompatibilityError, IntegrityError
-from genco_data.format.records import FORMAT_MAJOR, FORMAT_VERSION, Manifest
+from genco_data.format.records import FORMAT_MAJOR, FORMAT_VERSION, Manifest, parse_format_version
 
 MANIFEST_NAME = "manifest.json"
 CARD_NAME = "README.md"
 DATA_DIR = "data"
 WORLD_DIR = "world"
 REJECTS_DIR = "rejects"
-FIGURES_DIR = "figures"  # the card's PNGs (rendered from the data; not listed in the manifest)
-#: Folders and files that travel when a release is published (rejects/ never does).
+FIGURES_DIR = "figures"  # the card's PNGs (rendered from the data, listed in the manifest like every file that travels)
+#: Folders and files that travel when a release is published (rejects/ never does; world/ only when asked).
 PUBLISHED_TOP_LEVEL = (CARD_NAME, MANIFEST_NAME, DATA_DIR, WORLD_DIR, FIGURES_DIR)
+#: Folders whose files the manifest lists (besides CARD_NAME itself).
+LISTED_DIRS = (DATA_DIR, WORLD_DIR, FIGURES_DIR)
+#: huggingface_hub's bookkeeping in a folder filled by ``snapshot_download(local_dir=...)``; never travels.
+HF_LOCAL_CACHE = ".cache/huggingface"
+#: Largest manifest.json read (checked before reading): a release of 100k shards has a manifest of ~30 MB.
+MAX_MANIFEST_BYTES = 256 << 20
 
 
 #: ``data/<config>/<split>-NNNNN-of-MMMMM.parquet``
@@ -53,12 +73,13 @@ def data_glob(config: str, split: str) -> str:
     return f"{DATA_DIR}/{config}/{split}-*.parquet"
 
 
-def check_format_version(found: str, where: str) -> None:
-    """Refuse a release of another major format version, saying what to do."""
-    try:
-        major = int(str(found).split(".")[0])
-    except ValueError:
-        raise IntegrityError(f"{where}: format_version {found!r} is not 'MAJOR.MINOR'") from None
+def check_format_version(found: object, where: str) -> None:
+    """Refuse a release of another major format version, saying what to do; ``found`` must be a string in the
+    strict ``MAJOR.MINOR`` grammar (``"1.x"``, ``"1.0\\n"``, ``"01.0"`` or the JSON number ``1.0`` are refused)."""
+    parsed = parse_format_version(found)
+    if parsed is None:
+        raise IntegrityError(f"{where}: format_version {found!r} is not 'MAJOR.MINOR' (ASCII digits, no leading zeros)")
+    major = parsed[0]
     if major < FORMAT_MAJOR:
         raise BackwardCompatibilityError(
             f"{where}: format_version {found} is older than {FORMAT_VERSION}, which this genco-data reads; "
@@ -84,9 +105,9 @@ class Release:
         file against it (:func:`verify_checksums`: listing, sizes, sha256; cached per process)."""
         root = Path(path)
         mpath = root / MANIFEST_NAME
-        if not mpath.is_file():
+        if not root.is_dir() or not mpath.is_file():
             raise IntegrityError(f"{root}: not a release folder (no {MANIFEST_NAME})")
-        raw = read_json_object(mpath, IntegrityError)
+        raw = read_json_object(mpath, IntegrityError, max_bytes=MAX_MANIFEST_BYTES)
         check_format_version(raw.get("format_version", "?"), str(mpath))
         try:
             manifest = Manifest.model_validate(raw)
@@ -109,9 +130,27 @@ class Release:
 
     @property
     def world_dir(self) -> Path | None:
-        """``world/`` when the release is synthetic and carries its ground truth, else None."""
+        """``world/`` when the release carries its ground truth here, else None (a raw release, or a synthetic
+        one whose world is withheld)."""
         p = self.root / WORLD_DIR
-        return p if p.is_dir() else None
+        return p if p.is_dir() and not p.is_symlink() else None
+
+    @property
+    def world_files(self) -> list[Any]:
+        """The manifest's entries under ``world/`` (the pins of the truth, whether or not it is here)."""
+        return [f for f in self.manifest.files if f.path.startswith(WORLD_DIR + "/")]
+
+    @property
+    def world_withheld(self) -> bool:
+        """The manifest pins a world that is not in this folder (the maintainer keeps it)."""
+        return bool(self.world_files) and not os.path.lexists(self.root / WORLD_DIR)
+
+    @property
+    def present_files(self) -> list[Any]:
+        """The listed files this folder must hold: all of them, but the world's when it is withheld."""
+        if self.world_withheld:
+            return [f for f in self.manifest.files if not f.path.startswith(WORLD_DIR + "/")]
+        return list(self.manifest.files)
 
     @property
     def rejects_dir(self) -> Path:
@@ -158,24 +197,61 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def _is_listable(path: str) -> bool:
+    return path == CARD_NAME or any(path.startswith(d + "/") for d in LISTED_DIRS)
+
+
+def _walk(root: Path) -> list[tuple[str, str]]:
+    """(relative posix path, kind) of every entry of the release folder but ``rejects/``'s and huggingface_hub's
+    cache's contents, sorted; kind is ``file``, ``symlink`` or ``other`` (folders are entered, never followed
+    through a symlink)."""
+    found: list[tuple[str, str]] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            raise IntegrityError(f"{root}: cannot list {folder} ({exc.strerror or exc})") from None
+        for e in entries:
+            rel = Path(e.path).relative_to(root).as_posix()
+            if e.is_symlink():
+                found.append((rel, "symlink"))
+            elif rel in (REJECTS_DIR, HF_LOCAL_CACHE):
+                continue  # never published, never listed
+            elif e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            elif e.is_file(follow_symlinks=False):
+                found.append((rel, "file"))
+            else:
+                found.append((rel, "other"))
+    return sorted(found)
+
+
 def _check_listing(rel: Release) -> None:
-    """The manifest's file list matches the folder: no file listed twice, none outside ``data/`` and
-    ``world/``, none missing, none extra (``rejects/``, ``README.md`` and figures are not listed)."""
+    """The release is exactly its manifest: no file listed twice or outside ``README.md``/``data/``/``world/``/
+    ``figures/``; no unlisted file and no symlink anywhere (``rejects/`` and huggingface_hub's cache aside);
+    every listed file present (``world/`` may be withheld as a whole)."""
     root, m = rel.root, rel.manifest
     listed = {f.path: f for f in m.files}
     if len(listed) != len(m.files):
         raise IntegrityError(f"{root / MANIFEST_NAME}: a file is listed twice")
-    for top in (DATA_DIR, WORLD_DIR):
-        folder = root / top
-        if folder.is_dir():
-            for p in sorted(folder.rglob("*")):
-                if p.is_file() or p.is_symlink():
-                    name = p.relative_to(root).as_posix()
-                    if name not in listed:
-                        raise IntegrityError(f"{root}: extra file {name} (not in {MANIFEST_NAME})")
     for f in m.files:
-        if not (f.path.startswith(DATA_DIR + "/") or f.path.startswith(WORLD_DIR + "/")):
-            raise IntegrityError(f"{root / MANIFEST_NAME}: lists {f.path}, which is outside {DATA_DIR}/ and {WORLD_DIR}/")
+        if not _is_listable(f.path):
+            raise IntegrityError(
+                f"{root / MANIFEST_NAME}: lists {f.path}, which is outside {CARD_NAME}, {DATA_DIR}/, {WORLD_DIR}/ and {FIGURES_DIR}/"
+            )
+    for name, kind in _walk(root):
+        if kind == "symlink":
+            raise IntegrityError(f"{root}: {name} is a symlink (a release holds regular files only: nothing outside it travels with it)")
+        if kind == "other":
+            raise IntegrityError(f"{root}: {name} is not a regular file")
+        if name != MANIFEST_NAME and name not in listed:
+            hint = ""
+            if name == CARD_NAME or name.startswith(FIGURES_DIR + "/"):
+                hint = f"; if the release was built before the manifest listed the card, re-render it: genco card {root}"
+            raise IntegrityError(f"{root}: extra file {name} (not in {MANIFEST_NAME}){hint}")
+    for f in rel.present_files:
         if not (root / f.path).is_file():
             raise IntegrityError(f"{root}: missing file {f.path} (listed in {MANIFEST_NAME})")
 
@@ -202,13 +278,41 @@ def _check_file(root: Path, f: Any, cached: bool) -> int:
 
 def _verify_files(rel: Release, cached: bool) -> int:
     _check_listing(rel)
-    return sum(_check_file(rel.root, f, cached) for f in rel.manifest.files)
+    return sum(_check_file(rel.root, f, cached) for f in rel.present_files)
+
+
+def check_world(release: Release, folder: str | Path) -> Path:
+    """A world handed over apart from the release (the maintainer's copy of a withheld ``world/``) is exactly
+    the one the manifest pins: the same file names, each a regular file of the pinned size and sha256.
+    Returns ``folder``; raises :class:`IntegrityError` naming the first difference."""
+    folder = Path(folder)
+    pins = {f.path[len(WORLD_DIR) + 1:]: f for f in release.world_files}
+    if not pins:
+        raise IntegrityError(f"{release.root}: its manifest pins no {WORLD_DIR}/ (not a synthetic release); --world does not apply")
+    if folder.is_symlink() or not folder.is_dir():
+        raise IntegrityError(f"{folder}: not a world folder (expected the {len(pins)} files of {WORLD_DIR}/ pinned by {release.root / MANIFEST_NAME})")
+    here = {}
+    for p in sorted(folder.rglob("*")):
+        name = p.relative_to(folder).as_posix()
+        if p.is_symlink():
+            raise IntegrityError(f"{folder}: {name} is a symlink; a world is regular files")
+        if p.is_file():
+            here[name] = p
+    extra, missing = sorted(set(here) - set(pins)), sorted(set(pins) - set(here))
+    if extra or missing:
+        what = f"has {extra[0]}, which" if extra else f"lacks {missing[0]}, which"
+        raise IntegrityError(f"{folder}: not the world of {release.root} (it {what} {'is not pinned' if extra else 'is pinned'} by {MANIFEST_NAME})")
+    for name, p in here.items():
+        pin = pins[name]
+        if p.stat().st_size != pin.bytes or sha256_file(p) != pin.sha256:
+            raise IntegrityError(f"{folder}: {name} differs from the {WORLD_DIR}/{name} pinned by {release.root / MANIFEST_NAME} (another world?)")
+    return folder
 
 
 def verify_checksums(path: str | Path | Release) -> Release:
     """The integrity check every loader runs on open (``Evaluator``, the torch adapters): the manifest
-    parses with a readable ``format_version``; the files under ``data/`` and ``world/`` are exactly the
-    listed ones; each has its listed size and sha256. Raises :class:`IntegrityError` naming the first
+    parses with a readable ``format_version``; the folder holds exactly the listed files (see the module
+    docstring: no unlisted file, no symlink; ``world/`` complete or withheld); each has its listed size and sha256. Raises :class:`IntegrityError` naming the first
     file at fault; returns the opened :class:`Release`.
 
     Cheap to repeat: a file that matched once is not hashed again in this process while its identity
@@ -220,14 +324,15 @@ def verify_checksums(path: str | Path | Release) -> Release:
     return rel
 
 
-def verify_release(path: str | Path) -> dict[str, Any]:
+def verify_release(path: str | Path, progress: bool = False) -> dict[str, Any]:
     """Re-check a release folder against its manifest; raise :class:`IntegrityError` naming the first
     file at fault, else return a report ``{release, dataset_version, format_version, files, rows, bytes,
-    splits}`` (``rows`` = rows of config ``impressions``, train + test).
+    splits, world}`` (``rows`` = rows of config ``impressions``, train + test; ``world`` = ``present``,
+    ``withheld`` or ``none``). ``progress``: a tqdm bar over the bytes hashed.
 
-    Checks, in order: the manifest parses and its ``format_version`` is readable; no file under ``data/``
-    or ``world/`` is missing from the manifest (``rejects/`` is ignored: it is never published); every
-    listed file exists with the listed byte size and sha256; every ``data/`` file is a Parquet shard named
+    Checks, in order: the manifest parses and its ``format_version`` is readable; the folder is exactly the
+    manifest (no unlisted file or symlink anywhere, ``rejects/`` aside; ``world/`` complete or withheld); every
+    present listed file has the listed byte size and sha256; every ``data/`` file is a Parquet shard named
     ``<split>-NNNNN-of-MMMMM.parquet`` with the listed row count and exactly the impressions schema, the
     shards of each config/split are complete (0..M-1 of M); the rows per config/split equal
     ``manifest.splits``; ``rows_in = rows written + rows_rejected``; train days precede
@@ -235,17 +340,22 @@ def verify_release(path: str | Path) -> dict[str, Any]:
     """
     from genco_data.format.arrow import impressions_schema
 
+    from tqdm.auto import tqdm
+
     rel = Release.open(path)
     root, m = rel.root, rel.manifest
     _check_listing(rel)
+    present = rel.present_files
+    bar = tqdm(total=sum(f.bytes for f in present), unit="B", unit_scale=True, desc="verify", disable=not progress, leave=False)
 
     schema = impressions_schema()
     rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     shards: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
     total_bytes = 0
-    for f in m.files:
+    for f in present:
         p = root / f.path
         total_bytes += _check_file(root, f, cached=False)
+        bar.update(f.bytes)
         if not f.path.startswith(DATA_DIR + "/"):
             continue
         match = SHARD_RE.match(f.path)
@@ -266,6 +376,7 @@ def verify_release(path: str | Path) -> dict[str, Any]:
                 raise IntegrityError(f"{f.path}: train day {hi} is not before test_start_day {m.test_start_day}")
             if split == "test" and lo < m.test_start_day:
                 raise IntegrityError(f"{f.path}: test day {lo} is before test_start_day {m.test_start_day}")
+    bar.close()
     for (config, split), got in shards.items():
         count = got[0][1]
         if sorted(got) != [(i, count) for i in range(count)]:
@@ -294,6 +405,7 @@ def verify_release(path: str | Path) -> dict[str, Any]:
         "rows": written,
         "bytes": total_bytes,
         "splits": {c: dict(s) for c, s in m.splits.items()},
+        "world": "withheld" if rel.world_withheld else "present" if rel.world_files else "none",
     }
 
 
@@ -303,6 +415,7 @@ __all__ = [
     "sha256_file",
     "verify_checksums",
     "verify_release",
+    "check_world",
     "MANIFEST_NAME",
     "CARD_NAME",
     "DATA_DIR",
@@ -310,6 +423,9 @@ __all__ = [
     "REJECTS_DIR",
     "FIGURES_DIR",
     "PUBLISHED_TOP_LEVEL",
+    "LISTED_DIRS",
+    "HF_LOCAL_CACHE",
+    "MAX_MANIFEST_BYTES",
     "shard_name",
     "data_glob",
     "check_format_version",

@@ -23,6 +23,8 @@ import pytest
 from factories import START, make_impressions, set_cells, write_parquet, write_world
 from genco_data import hub
 from genco_data import BuildConfig, build_release
+from genco_data.card.options import CardOptions
+from genco_data.pipeline import render_release_card
 from genco_data.cli import main
 from genco_data.errors import BackwardCompatibilityError, ForwardCompatibilityError, IntegrityError, PublishError
 from genco_data.release import Release, verify_release
@@ -35,8 +37,9 @@ SECRET = "secret-value-5e1f"
 
 
 def _build(src: Path, out: Path, version: str = "1.0.0", rows_per_shard: int = 500) -> Path:
+    """A release whose card names REPO (what `genco card --repo REPO` renders; publish refuses any other card)."""
     build_release(BuildConfig(sources=[src], out=out, version=version, rows_per_shard=rows_per_shard, row_group_rows=250,
-                              sample_rows=200), progress=False)
+                              sample_rows=200), progress=False, card=CardOptions(repo_id=REPO))
     return out
 
 
@@ -110,8 +113,12 @@ def test_dry_run_prints_the_exact_plan_and_touches_nothing(release, api):
     assert paths[:2] == ["README.md", "manifest.json"]
     assert not any(p.startswith("rejects/") or "/." in p for p in paths)
     m = Release.open(release).manifest
-    assert {f.path for f in m.files} | {"README.md", "manifest.json", "figures/candidate_counts.png", "figures/ctr_by_day.png"} == set(paths)
+    listed = {f.path for f in m.files}
+    assert {"README.md", "figures/candidate_counts.png", "figures/ctr_by_day.png"} <= listed  # the card is listed
+    assert set(paths) == {p for p in listed if not p.startswith("world/")} | {"manifest.json"}  # the truth stays here
+    assert plan.world_kept == 2 and not plan.include_world
     text = plan.describe()
+    assert "world/ (2 files, the ground truth) stays with you" in text
     assert text.startswith("DRY RUN — nothing was touched.") and "tag v1.0.0" in text
     for f in plan.files:
         assert re.search(rf"{f.sha256}\s+{f.bytes:,}\s+{re.escape(f.path)}$", text, re.M), f.path
@@ -169,7 +176,10 @@ def test_a_changed_card_under_an_existing_tag_is_refused(release, api, tmp_path)
     shutil.copytree(release, copy)
     with open(copy / "README.md", "a", encoding="utf-8") as fh:
         fh.write("\nA late edit.\n")
-    with pytest.raises(PublishError, match=r"different content \(README\.md\)"):
+    with pytest.raises(IntegrityError, match=r"README\.md: \d+ bytes, manifest\.json says"):  # the card is pinned
+        hub.publish(copy, REPO, api=api, progress=False)
+    render_release_card(copy, CardOptions(repo_id=REPO, license="cc-by-nc-4.0"))  # a re-render: listed again
+    with pytest.raises(PublishError, match=r"different content \(README\.md, manifest\.json\)"):
         hub.publish(copy, REPO, api=api, progress=False)
 
 

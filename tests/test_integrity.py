@@ -134,7 +134,7 @@ def test_verify_detects_an_extra_file_anywhere_under_data_and_world(release, cap
 
 def test_verify_detects_a_symlink_planted_in_data(release):
     (release / "data" / "impressions" / "link.parquet").symlink_to(release / _files(release)[0])
-    with pytest.raises(IntegrityError, match=r"extra file data/impressions/link.parquet"):
+    with pytest.raises(IntegrityError, match=r"data/impressions/link.parquet is a symlink"):
         verify_release(release)
 
 
@@ -155,7 +155,7 @@ HAND_EDITS = [
     ("file listed twice", lambda m: m["files"].append(dict(_entry(m, "data/sample/"))), r"a file is listed twice"),
     ("path traversal", lambda m: m["files"].append({**_entry(m, "world/world.json"), "path": "../elsewhere.json"}), r"invalid manifest .*path must be relative"),
     ("absolute path", lambda m: m["files"].append({**_entry(m, "world/world.json"), "path": "/etc/hostname"}), r"invalid manifest .*path must be relative"),
-    ("file outside data/world", lambda m: m["files"].append({**_entry(m, "world/world.json"), "path": "rejects/rejects-00000.parquet"}), r"outside data/ and world/"),
+    ("file outside data/world", lambda m: m["files"].append({**_entry(m, "world/world.json"), "path": "rejects/rejects-00000.parquet"}), r"outside README.md, data/, world/ and figures/"),
     ("dataset_version", lambda m: m.update(dataset_version="1.0"), r"invalid manifest"),
     ("older format", lambda m: m.update(format_version="0.9"), r"older than .* rebuild it"),
     ("unknown field", lambda m: m.update(note="hello"), r"invalid manifest"),
@@ -436,6 +436,7 @@ def test_a_rebuild_whose_final_rename_fails_keeps_the_previous_release(built, tm
 # ------------------------------------------------------------------------------ atomic leaderboard writes
 def test_leaderboard_writes_are_atomic(tmp_path, monkeypatch):
     from genco_data import leaderboard as lb
+    from genco_data.errors import SubmissionError
     from genco_data.fsutil import write_json_atomic  # what leaderboard entries are written with
 
     target = tmp_path / "entries" / "m--v1.0.0.json"
@@ -457,15 +458,17 @@ def test_leaderboard_writes_are_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
 
     board = tmp_path / "LEADERBOARD.md"
-    lb.render_leaderboard(target.parent.parent / "empty", board)
+    (tmp_path / "empty").mkdir()
+    lb.render_leaderboard(tmp_path / "empty", board)
     first = board.read_text()
     assert "No verified entries yet" in first
     with monkeypatch.context() as mp:
         mp.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("rename failed (simulated)")))
-        with pytest.raises(OSError, match="simulated"):
-            lb.render_leaderboard(target.parent.parent / "empty", board)
+        with pytest.raises(SubmissionError, match=r"LEADERBOARD\.md: cannot write the board \(rename failed \(simulated\)\)"):
+            lb.render_leaderboard(tmp_path / "empty", board)
     assert board.read_text() == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["LEADERBOARD.md", "entries"]
+    # what stays beside the board: the entries, and the board's lock file (flock: never stale, kept on purpose)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".LEADERBOARD.md.lock", "LEADERBOARD.md", "empty", "entries"]
 
 
 def test_leaderboard_refuses_oversized_or_non_utf8_entries(tmp_path, monkeypatch):
@@ -477,7 +480,7 @@ def test_leaderboard_refuses_oversized_or_non_utf8_entries(tmp_path, monkeypatch
     (entries / "a.json").write_bytes(b'{"x": "\xff"}')
     with pytest.raises(SubmissionError, match=r"a\.json: not a UTF-8 JSON document"):
         lb.load_entries(entries)
-    monkeypatch.setattr(lb, "MAX_ENTRY_BYTES", 4)
+    monkeypatch.setattr("genco_data.leaderboard.entries.MAX_ENTRY_BYTES", 4)
     with pytest.raises(SubmissionError, match=r"a\.json: 10 bytes is over the 4-byte limit"):
         lb.load_entries(entries)
 
@@ -516,7 +519,7 @@ def test_oversized_submission_and_predictions_are_refused_unread(tmp_path, monke
     sub.write_bytes(b"{" + b" " * (lb.MAX_SUBMISSION_BYTES + 1))
     with pytest.raises(SubmissionError, match=r"over the 1,048,576-byte limit for a submission JSON"):
         lb.load_submission(sub)
-    monkeypatch.setattr(lb, "MAX_PREDICTIONS_BYTES", 100)
+    monkeypatch.setattr("genco_data.leaderboard.rules.MAX_PREDICTIONS_BYTES", 100)
     preds = tmp_path / "p.parquet"
     preds.write_bytes(b"PAR1" + b"\0" * 200 + b"PAR1")
     with pytest.raises(SubmissionError, match=r"over the 100-byte limit"):

@@ -183,7 +183,7 @@ def test_not_parquet_and_oversized_files_are_refused(good_submission, release, m
     sub = _replace_seed_file(good_submission, 4, b"impression_id,title_choice\nx,1\n")
     with pytest.raises(SubmissionError, match="seed 4: .* not a Parquet file"):
         lb.verify_submission(sub, release)
-    monkeypatch.setattr(lb, "MAX_PREDICTIONS_BYTES", 100)
+    monkeypatch.setattr("genco_data.leaderboard.rules.MAX_PREDICTIONS_BYTES", 100)
     fresh = _write_predictions(release, good_submission.parent / "fresh.parquet", 4)
     sub = _replace_seed_file(good_submission, 4, fresh.read_bytes())
     with pytest.raises(SubmissionError, match="over the 100-byte limit"):

@@ -18,7 +18,8 @@ import pytest  # noqa: E402
 
 from factories import START, make_impressions, read_manifest as _manifest, write_parquet, write_manifest as _write_manifest, write_world  # noqa: E402
 from genco_data import BuildConfig, build_release  # noqa: E402
-from genco_data.card import card_front_matter, render_card  # noqa: E402
+from genco_data.card import card_front_matter  # noqa: E402
+from genco_data.pipeline import render_release_card  # noqa: E402
 from genco_data.format.components import COMPONENTS, candidates_col  # noqa: E402
 from genco_data.errors import ForwardCompatibilityError, IntegrityError  # noqa: E402
 from genco_data.release import Release, verify_release  # noqa: E402
@@ -106,7 +107,9 @@ HAND_EDITS = [
     ("rows_rejected", lambda m: m.update(rows_rejected=2), r"rows_in 2000 != rows written 2000 \+ rows_rejected 2"),
     ("test_start_day", lambda m: m.update(test_start_day="2024-03-02"), r"train day .* is not before test_start_day"),
     ("file dropped", lambda m: m["files"].pop(0), r"extra file data/"),
-    ("file outside", lambda m: m["files"].append({**m["files"][0], "path": "README.md"}), r"outside data/ and world/"),
+    ("file outside", lambda m: m["files"].append({**m["files"][0], "path": "rejects/rejects-00000.parquet"}),
+     r"lists rejects/rejects-00000\.parquet, which is outside README\.md, data/, world/ and figures/"),
+    ("card listed twice", lambda m: m["files"].append(next(f for f in m["files"] if f["path"] == "README.md")), r"a file is listed twice"),
     ("bad sha syntax", lambda m: m["files"][0].update(sha256="xyz"), r"invalid manifest"),
     ("bad semver", lambda m: m.update(dataset_version="v1"), r"invalid manifest"),
 ]
@@ -150,9 +153,9 @@ def test_verify_detects_a_foreign_schema(release):
 
 def test_verify_requires_the_card(release):
     (release / "README.md").unlink()
-    with pytest.raises(IntegrityError, match="missing README.md"):
+    with pytest.raises(IntegrityError, match="missing file README.md"):
         verify_release(release)
-    render_card(release)
+    render_release_card(release)
     verify_release(release)
 
 

@@ -13,7 +13,7 @@ import datetime as _dt
 import re
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, create_model, field_validator, model_validator
 
 from genco_data.format.components import (
     CLICK_NAMES,
@@ -41,6 +41,13 @@ def _col(arrow: str, description: str, **kw: Any) -> Any:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _StrictJSON(_Strict):
+    """A record read from JSON whose fields are all JSON-native: no lax coercion (``"no"`` is not ``False``,
+    ``true`` is not ``1``, ``"5"`` is not ``5``) — a value of the wrong JSON type is refused, not reinterpreted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,19 +147,102 @@ PREDICTION_OPTIONAL_COLUMNS: tuple[str, ...] = tuple(_PRED_SCORE_FIELDS)
 # ---------------------------------------------------------------------------------------------
 # Manifest of a release folder.
 # ---------------------------------------------------------------------------------------------
-_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Strict ASCII grammars, matched whole (``fullmatch``: no trailing newline; ``[0-9]``, not ``\d``, which also
+# matches non-ASCII digits such as "١"; no leading zeros, as semver.org's grammar says).
+_NUMBER = r"(?:0|[1-9][0-9]{0,8})"
+_SEMVER = re.compile(rf"{_NUMBER}\.{_NUMBER}\.{_NUMBER}", re.ASCII)
+_FORMAT_VERSION = re.compile(rf"({_NUMBER})\.({_NUMBER})", re.ASCII)
+_SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+#: One part of a Hub repo id: huggingface_hub's rules (letters, digits, '.', '_', '-'; no '--' or '..';
+#: neither starts nor ends with '.' or '-'), at most 96 characters for the whole id.
+_REPO_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?"
+_REPO_ID = re.compile(rf"{_REPO_PART}/{_REPO_PART}", re.ASCII)
+REPO_ID_MAX = 96
+#: Where a submission may point (code_url, paper_url): an absolute http(s) URL, or a path inside this repository.
+_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~:/?#@!$&'*+,;=%()\[\]-]*)?", re.ASCII)
+_REPO_PATH = re.compile(r"(?:\.\./|\./)*[A-Za-z0-9_][A-Za-z0-9._~/-]*", re.ASCII)
+#: Characters a one-line display field may not hold: control characters (newlines included), Unicode line and
+#: paragraph separators, and the bidirectional overrides/isolates that reorder what a reader sees.
+_NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _check_sha256(v: str) -> str:
-    if not _SHA256.match(v):
+    if not _SHA256.fullmatch(v):
         raise ValueError(f"not a lowercase hex sha256: {v!r}")
     return v
 
 
+def is_semver(v: object) -> bool:
+    """``X.Y.Z`` in ASCII digits without leading zeros (``1.0.0``; not ``01.0.0``, ``1.0.0\\n``, ``١.0.0``)."""
+    return isinstance(v, str) and _SEMVER.fullmatch(v) is not None
+
+
+def check_semver(v: str, what: str = "dataset_version") -> str:
+    """``v`` when :func:`is_semver`, else ``ValueError`` naming ``what`` and the value."""
+    if not is_semver(v):
+        raise ValueError(f"{what} must be semver X.Y.Z (ASCII digits, no leading zeros), got {v!r}")
+    return v
+
+
 def _check_semver(v: str) -> str:
-    if not _SEMVER.match(v):
-        raise ValueError(f"dataset_version must be semver X.Y.Z, got {v!r}")
+    return check_semver(v)
+
+
+def parse_format_version(v: object) -> tuple[int, int] | None:
+    """``(major, minor)`` of a ``MAJOR.MINOR`` format version in the strict grammar, else None (``"1.x"``,
+    ``"1.0\\n"``, ``"01.0"``, ``1.0`` as a JSON number)."""
+    m = _FORMAT_VERSION.fullmatch(v) if isinstance(v, str) else None
+    return None if m is None else (int(m.group(1)), int(m.group(2)))
+
+
+def _check_format_version(v: str) -> str:
+    if parse_format_version(v) is None:
+        raise ValueError(f"format_version must be MAJOR.MINOR (ASCII digits, no leading zeros), got {v!r}")
+    return v
+
+
+def is_repo_id(v: object) -> bool:
+    """A Hugging Face Hub id ``ORG/NAME`` (ASCII; see :data:`_REPO_PART`; at most 96 characters)."""
+    return (isinstance(v, str) and len(v) <= REPO_ID_MAX and _REPO_ID.fullmatch(v) is not None
+            and ".." not in v and "--" not in v)
+
+
+def check_repo_id(v: str) -> str:
+    if not is_repo_id(v):
+        raise ValueError(f"repo must be ORG/NAME (ASCII letters, digits, '.', '_', '-'; no '--' or '..'; "
+                         f"at most {REPO_ID_MAX} characters), got {v!r}")
+    return v
+
+
+def is_safe_link(v: object) -> bool:
+    """An absolute ``http``/``https`` URL, or a relative path inside the repository (no scheme, no ``//``)."""
+    if not isinstance(v, str) or not v or len(v) > 2000:
+        return False
+    if _HTTP_URL.fullmatch(v):
+        return True
+    return _REPO_PATH.fullmatch(v) is not None and ":" not in v and "//" not in v
+
+
+def _check_link(v: Optional[str]) -> Optional[str]:
+    if v is not None and not is_safe_link(v):
+        raise ValueError(f"must be an http(s) URL or a relative path inside the repository, got {v!r}")
+    return v
+
+
+def _check_relative_path(v: str, inside: str) -> str:
+    """A posix path relative to ``inside``: no leading '/', no '\\', no empty, '.' or '..' segment, no control
+    character (a NUL would make the OS calls raise), at most 4096 characters."""
+    parts = v.split("/")
+    if (not v or len(v) > 4096 or v.startswith("/") or "\\" in v or _NOT_ONE_LINE.search(v)
+            or any(part in ("", ".", "..") for part in parts)):
+        raise ValueError(f"path must be relative and inside {inside}: {v!r}")
+    return v
+
+
+def _check_one_line(v: str) -> str:
+    bad = _NOT_ONE_LINE.search(v)
+    if bad is not None:
+        raise ValueError(f"must be one line of text without control or bidi characters (found {bad.group()!r} at {bad.start()})")
     return v
 
 
@@ -160,9 +250,15 @@ def _check_semver(v: str) -> str:
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
 #: A dataset version, semver ``X.Y.Z``.
 SemVer = Annotated[str, AfterValidator(_check_semver)]
+#: A format version ``MAJOR.MINOR``.
+FormatVersion = Annotated[str, AfterValidator(_check_format_version)]
+#: Text shown on one line of the board (no newline, control or bidi character).
+OneLine = Annotated[str, AfterValidator(_check_one_line)]
+#: Where a submission links to: http(s) URL or a path inside the repository.
+Link = Annotated[str, AfterValidator(_check_link)]
 
 
-class FileEntry(_Strict):
+class FileEntry(_StrictJSON):
     """One file of a release, relative to the release root (posix separators)."""
 
     path: str
@@ -174,12 +270,10 @@ class FileEntry(_Strict):
     @field_validator("path")
     @classmethod
     def _relative(cls, v: str) -> str:
-        if v.startswith("/") or ".." in v.split("/") or "\\" in v:
-            raise ValueError(f"path must be relative and inside the release: {v!r}")
-        return v
+        return _check_relative_path(v, "the release")
 
 
-class InputFile(_Strict):
+class InputFile(_StrictJSON):
     path: str
     bytes: int = Field(ge=0)
     sha256: Sha256
@@ -199,13 +293,13 @@ class Manifest(_Strict):
     """``<release>/manifest.json``."""
 
     dataset_version: SemVer
-    format_version: str = FORMAT_VERSION
+    format_version: FormatVersion = FORMAT_VERSION
     created_by: str = Field(description="genco-data version that built the release")
     source: Source
     test_start_day: _dt.date
-    splits: dict[str, dict[str, int]] = Field(description="config -> split -> rows")
-    rows_in: int = Field(ge=0)
-    rows_rejected: int = Field(ge=0)
+    splits: dict[str, dict[str, StrictInt]] = Field(description="config -> split -> rows")
+    rows_in: int = Field(ge=0, strict=True)
+    rows_rejected: int = Field(ge=0, strict=True)
     files: list[FileEntry]
     stats: dict[str, Any] = Field(default_factory=dict, description="Table-1 statistics of the train split")
 
@@ -215,10 +309,10 @@ class Manifest(_Strict):
 # ---------------------------------------------------------------------------------------------
 # Leaderboard submissions and verified entries.
 # ---------------------------------------------------------------------------------------------
-class SeedPredictions(_Strict):
+class SeedPredictions(_StrictJSON):
     """One predictions file of a submission: the seed that produced it and its sha256."""
 
-    seed: int
+    seed: int = Field(ge=-(2**63), le=2**63 - 1)
     path: str = Field(min_length=1, description="path of the predictions Parquet, relative to the submission JSON")
     sha256: Sha256
 
@@ -226,27 +320,25 @@ class SeedPredictions(_Strict):
     @field_validator("path")
     @classmethod
     def _relative(cls, v: str) -> str:
-        if v.startswith("/") or ".." in v.replace("\\", "/").split("/"):
-            raise ValueError(f"path must be relative and inside the submission folder: {v!r}")
-        return v
+        return _check_relative_path(v, "the submission folder")
 
 
-class Submission(_Strict):
+class Submission(_StrictJSON):
     """A leaderboard submission (``submission.json``), as a pull request adds it. See LEADERBOARD_RULES.md."""
 
-    method: str = Field(min_length=1, max_length=80)
-    authors: list[str] = Field(min_length=1)
-    contact: str = Field(min_length=3)
-    code_url: str = Field(min_length=1)
+    method: OneLine = Field(min_length=1, max_length=80)
+    authors: list[OneLine] = Field(min_length=1)
+    contact: OneLine = Field(min_length=3)
+    code_url: Link = Field(min_length=1, description="http(s) URL of the code, or a path inside this repository")
     command: str = Field(min_length=1, description="the exact command that produced the predictions")
-    paper_url: Optional[str] = None
-    dataset: str = Field(min_length=1, description="Hub repo id or path of the release")
+    paper_url: Optional[Link] = None
+    dataset: OneLine = Field(min_length=1, description="Hub repo id or path of the release")
     dataset_version: SemVer
     manifest_sha256: Sha256
-    genco_data_version: str
+    genco_data_version: OneLine
     predictions: list[SeedPredictions] = Field(min_length=1)
-    n_parameters: int = Field(ge=0)
-    hardware: str = Field(min_length=1)
+    n_parameters: int = Field(ge=0, le=2**63 - 1)
+    hardware: OneLine = Field(min_length=1)
     external_data: bool
     used_test_labels: bool = Field(description="test labels used for anything but evaluation; must be false")
     deterministic: bool = Field(
@@ -262,13 +354,13 @@ class Submission(_Strict):
 
 
 
-class MetricSummary(_Strict):
+class MetricSummary(_StrictJSON):
     mean: float
     std: float
     per_seed: list[float]
 
 
-class LeaderboardEntry(_Strict):
+class LeaderboardEntry(_StrictJSON):
     """A verified entry under ``cards/leaderboard/``: the submission plus metrics recomputed from its files."""
 
     submission: Submission
@@ -286,6 +378,13 @@ class LeaderboardEntry(_Strict):
 __all__ = [
     "FORMAT_VERSION",
     "FORMAT_MAJOR",
+    "is_semver",
+    "check_semver",
+    "parse_format_version",
+    "is_repo_id",
+    "check_repo_id",
+    "is_safe_link",
+    "REPO_ID_MAX",
     "ARROW_TYPES",
     "CLICK_NAMES",
     "ImpressionRow",
