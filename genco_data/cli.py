@@ -146,7 +146,7 @@ def _card(args):
         raise GencoError("a RELEASE folder is required (or --default)")
     options = CardOptions(repo_id=args.repo, changelog=Path(args.changelog) if args.changelog else None, license=args.license)
     result = render_release_card(Path(args.release), options)
-    _emit(args, result.to_dict(), f"wrote {result.card} and {len(result.figures)} figures, listed in {result.manifest}")
+    _emit(args, result.to_dict(), f"wrote {result.card} and {len(result.figures)} figures in {Path(args.release) / 'figures'}")
 
 
 @_verb("publish")

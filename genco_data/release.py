@@ -15,7 +15,7 @@ On disk (format version 1)::
 **A release is exactly its manifest.** ``manifest.files`` lists every file that travels — ``README.md``, every
 file under ``data/``, ``world/`` and ``figures/`` — with its size and sha256. Besides them a release folder may
 hold only ``manifest.json`` itself, ``rejects/`` (never published, not listed) and huggingface_hub's
-``.cache/huggingface/`` (what ``snapshot_download(local_dir=...)`` leaves in a pulled release). Anything else —
+``.cache/huggingface/`` (the bookkeeping huggingface_hub leaves in a folder it downloads into: a pulled release). Anything else —
 an unlisted file anywhere, a symlink anywhere (file or folder, inside or pointing out), a fifo — fails
 :func:`verify_checksums` and :func:`verify_release`.
 
@@ -52,7 +52,7 @@ FIGURES_DIR = "figures"  # the card's PNGs (rendered from the data, listed in th
 PUBLISHED_TOP_LEVEL = (CARD_NAME, MANIFEST_NAME, DATA_DIR, WORLD_DIR, FIGURES_DIR)
 #: Folders whose files the manifest lists (besides CARD_NAME itself).
 LISTED_DIRS = (DATA_DIR, WORLD_DIR, FIGURES_DIR)
-#: huggingface_hub's bookkeeping in a folder filled by ``snapshot_download(local_dir=...)``; never travels.
+#: huggingface_hub's bookkeeping in a folder it downloads a repo into (a pulled release); never travels.
 HF_LOCAL_CACHE = ".cache/huggingface"
 #: Largest manifest.json read (checked before reading): a release of 100k shards has a manifest of ~30 MB.
 MAX_MANIFEST_BYTES = 256 << 20

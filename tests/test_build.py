@@ -114,7 +114,7 @@ def test_manifest_records_provenance_and_every_file(release, synth_src):
     assert [i.sha256 for i in m.source.inputs] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in raw]
     assert m.rows_in == m.splits["impressions"]["train"] + m.splits["impressions"]["test"] + m.rows_rejected
     listed = {f.path for f in m.files}
-    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.parts[len(out.parts)] in ("data", "world")}
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.parts[len(out.parts)] in ("data", "world", "figures", "README.md")}
     assert listed == on_disk
     for f in m.files:
         assert hashlib.sha256((out / f.path).read_bytes()).hexdigest() == f.sha256

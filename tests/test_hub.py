@@ -179,7 +179,7 @@ def test_a_changed_card_under_an_existing_tag_is_refused(release, api, tmp_path)
     with pytest.raises(IntegrityError, match=r"README\.md: \d+ bytes, manifest\.json says"):  # the card is pinned
         hub.publish(copy, REPO, api=api, progress=False)
     render_release_card(copy, CardOptions(repo_id=REPO, license="cc-by-nc-4.0"))  # a re-render: listed again
-    with pytest.raises(PublishError, match=r"different content \(README\.md, manifest\.json\)"):
+    with pytest.raises(PublishError, match=r"different content \(manifest\.json, README\.md\)"):
         hub.publish(copy, REPO, api=api, progress=False)
 
 

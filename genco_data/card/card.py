@@ -340,8 +340,9 @@ def card_text(manifest: Manifest, options: CardOptions | None = None, data: dict
         "logging_section": _logging_section(m),
         "truncation_rule": TRUNCATION_RULE,
         "provenance": _provenance(m),
-        "n_files": str(len(m.files)),
-        "total_bytes": f"{sum(f.bytes for f in m.files):,}",
+        # data/ and world/ only, as the sentence says: the card's own entry (and its figures') must not feed its text
+        "n_files": str(len([f for f in m.files if f.path.startswith((DATA_DIR + "/", WORLD_DIR + "/"))])),
+        "total_bytes": f"{sum(f.bytes for f in m.files if f.path.startswith((DATA_DIR + '/', WORLD_DIR + '/'))):,}",
         "limitations": _limitations(m),
         "license_section": _license_section(license_id, m),
         "citation": CITATION,
