@@ -17,7 +17,9 @@ builder wrote them): it never depends on the card's own entry, the figures' entr
 checksum, so a re-render of the same release with the same options gives the same bytes and the same
 manifest. A re-render replaces ``figures/`` wholesale: the previously listed figures are removed first and
 whatever the renderer writes is listed; a file under ``figures/`` that the manifest does not list (dropped
-there by hand) refuses the re-render with one line, and so does a symlink.
+there by hand) refuses the re-render with one line, and so does a symlink — except in a release built before
+the card was listed (its manifest lists no ``README.md``), whose ``figures/`` is the old render's and is
+replaced whole.
 
 A re-render is not atomic (the card, the figures and the manifest are separate files), but it holds the
 release's writer lock (the build's: ``genco build`` and ``genco card`` of one release never run at once) and
@@ -81,10 +83,11 @@ def _check_card_files(root: Path, manifest: Manifest) -> list[Path]:
             raise IntegrityError(f"{root}: {p.relative_to(root).as_posix()} is a symlink; remove it, then rerun genco card")
     folder = root / FIGURES_DIR
     old: list[Path] = []
+    legacy = CARD_NAME not in listed  # built before the card was listed: figures/ is the old render's, replaced whole
     if folder.is_dir():
         for p in sorted(folder.rglob("*")):
             name = p.relative_to(root).as_posix()
-            if p.is_symlink() or (p.is_file() and name not in listed):
+            if p.is_symlink() or (p.is_file() and name not in listed and not legacy):
                 raise IntegrityError(
                     f"{root}: {name} is not a figure of the card (not in {MANIFEST_NAME}); remove it "
                     f"(genco card writes {FIGURES_DIR}/ itself), then rerun"
