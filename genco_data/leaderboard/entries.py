@@ -75,21 +75,27 @@ def load_entries(entries_dir: Path) -> list[LeaderboardEntry]:
     return [load_entry(p) for p in entry_paths(entries_dir)]
 
 
-def write_entry(entries_dir: Path, entry: LeaderboardEntry) -> Path:
-    """Write ``entry`` atomically under its id; refuse when the id holds another method (or something that is
-    not a verified entry). The caller holds the entries folder's lock."""
+def check_slot(entries_dir: Path, method: str, dataset_version: str) -> Path:
+    """The entry file of ``method`` on ``dataset_version``; refuse when it holds another method (or something that
+    is not a verified entry). Cheap: verification calls it before evaluating, writing again before writing."""
     entries_dir = check_entries_dir(entries_dir, must_exist=False)
-    target = entries_dir / entry_filename(entry.method, entry.submission.dataset_version)
+    target = entries_dir / entry_filename(method, dataset_version)
     if target.exists() or target.is_symlink():
         try:
             existing = load_entry(target)
         except SubmissionError as exc:
             raise SubmissionError(f"{target} exists and is not a verified entry ({exc}); remove it or choose another method name") from None
-        if existing.method != entry.method:
+        if existing.method != method:
             raise SubmissionError(
-                f"{target}: entry id {target.stem} is taken by method {existing.method!r}, and {entry.method!r} maps to the "
+                f"{target}: entry id {target.stem} is taken by method {existing.method!r}, and {method!r} maps to the "
                 "same id (ids fold case, non-ASCII letters and punctuation); choose a method name that differs in ASCII letters or digits"
             )
+    return target
+
+
+def write_entry(entries_dir: Path, entry: LeaderboardEntry) -> Path:
+    """Write ``entry`` atomically under its id (:func:`check_slot` first). The caller holds the entries folder's lock."""
+    target = check_slot(entries_dir, entry.method, entry.submission.dataset_version)
     try:
         write_json_atomic(target, entry.model_dump(mode="json"))
     except OSError as exc:
@@ -97,4 +103,4 @@ def write_entry(entries_dir: Path, entry: LeaderboardEntry) -> Path:
     return target
 
 
-__all__ = ["entry_id", "entry_filename", "check_entries_dir", "load_entry", "entry_paths", "load_entries", "write_entry"]
+__all__ = ["entry_id", "entry_filename", "check_entries_dir", "load_entry", "entry_paths", "load_entries", "check_slot", "write_entry"]

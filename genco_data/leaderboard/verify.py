@@ -26,7 +26,7 @@ from genco_data import __version__
 from genco_data.errors import IntegrityError, SubmissionError
 from genco_data.format.records import LeaderboardEntry
 from genco_data.fsutil import sha256_file
-from genco_data.leaderboard.entries import check_entries_dir, write_entry
+from genco_data.leaderboard.entries import check_entries_dir, check_slot, write_entry
 from genco_data.leaderboard.rules import (
     MIN_SEEDS,
     REPORT_TOLERANCE,
@@ -98,6 +98,8 @@ def verify_submission(
         check_entries_dir(Path(entries_dir), must_exist=False)
         lock = writer_lock(Path(entries_dir), "genco leaderboard verify")
     with lock:
+        if entries_dir is not None:
+            check_slot(Path(entries_dir), sub.method, sub.dataset_version)  # a taken id is refused before any work
         release = Release.open(release_path)
         if sub.dataset_version != release.manifest.dataset_version:
             raise SubmissionError(
