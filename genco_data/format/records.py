@@ -279,7 +279,7 @@ class InputFile(_StrictJSON):
     sha256: Sha256
 
 
-class Source(_Strict):
+class Source(_StrictJSON):
     """Provenance: where the rows came from."""
 
     kind: Literal["synthetic", "raw"]
