@@ -202,6 +202,30 @@ def test_a_deeply_nested_submission_is_one_line(release, tmp_path, capsys, depth
     assert err.count("\n") == 1 and "nested deeper than 64 levels" in err and not (tmp_path / "e").exists()
 
 
+@pytest.mark.parametrize("value", [65536, 2**40, -65536])
+def test_a_choice_beyond_int16_is_refused_not_narrowed(release, tmp_path, value):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from genco_data.errors import PredictionsError
+    from genco_data.fsutil import sha256_file
+
+    sub = make_submission(release, tmp_path / "s", seeds=(0,))
+    path = sub.parent / "seed0.parquet"
+    t = pq.read_table(path)
+    col = t.column("title_choice").combine_chunks()
+    wide = np.asarray(col.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    wide[np.flatnonzero(col.is_valid().to_numpy(zero_copy_only=False))[0]] = value  # wraps to a valid int16 if narrowed
+    t = t.set_column(t.schema.get_field_index("title_choice"), "title_choice", pa.array(wide, pa.int64(), mask=col.is_null().to_numpy(zero_copy_only=False)))
+    pq.write_table(t, path)
+    doc = json.loads(sub.read_text())
+    doc["predictions"][0]["sha256"] = sha256_file(path)
+    sub.write_text(json.dumps(doc))
+    with pytest.raises(PredictionsError, match=rf"column 'title_choice': out of range .*{value}"):
+        verify_submission(sub, release, min_seeds=1)
+
+
 # ----------------------------------------------------------------------------- collision-free ids
 @pytest.mark.parametrize("other", ["test random", "TEST-RANDOM", "Test \u2713 Random", "Test_Random!"])
 def test_a_second_method_mapping_to_a_taken_id_is_refused(release, verified, tmp_path, capsys, other):
@@ -327,6 +351,8 @@ def test_a_synthetic_release_without_its_world_is_refused_and_the_maintainers_wo
         verify_submission(sub, public)
     assert main(["leaderboard", "verify", str(sub), "--data", str(public), "--entries", str(tmp_path / "e")]) == 2
     assert "--world PATH" in capsys.readouterr().err and not (tmp_path / "e").exists()
+    assert main(["leaderboard", "verify", str(sub), "--data", str(public), "--world", str(kept), "--entries", str(tmp_path / "e"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "e" / entry_filename(entry.method, "1.0.0")).read_text())["synthetic"] is True
     with_world = verify_submission(sub, public, world=kept)
     assert with_world.synthetic and with_world.metrics["headroom_captured"] == entry.metrics["headroom_captured"]
     other = tmp_path / "other-world"
