@@ -6,12 +6,17 @@ temporary file; the temporary file is removed on any failure.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
+
+from genco_data.errors import GencoError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _CHUNK = 1 << 20
 _UMASK = os.umask(0o022)
@@ -118,6 +123,28 @@ def read_json_object(path: str | os.PathLike, error: type[Exception], name: str 
     return value
 
 
+def os_errors_as(error: type[Exception]) -> Callable[[_F], _F]:
+    """Decorate a public entry point so that an ``OSError`` no check of its own anticipated (a name too long for
+    the filesystem, a folder where a file is expected, no permission) surfaces as ``error`` with one line naming
+    the path — the backstop of "no traceback for a user mistake". ``FileNotFoundError`` is left alone (the CLI
+    reports it), and so is every :class:`GencoError`."""
+
+    def decorate(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (GencoError, FileNotFoundError):
+                raise
+            except OSError as exc:
+                where = exc.filename if exc.filename is not None else "?"
+                raise error(f"{where}: {exc.strerror or exc}") from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"))
 
@@ -127,4 +154,4 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-__all__ = ["sha256_file", "read_json_object", "parse_json", "json_depth", "MAX_JSON_DEPTH", "atomic_write", "write_text_atomic", "write_json_atomic"]
+__all__ = ["sha256_file", "os_errors_as", "read_json_object", "parse_json", "json_depth", "MAX_JSON_DEPTH", "atomic_write", "write_text_atomic", "write_json_atomic"]

@@ -55,7 +55,7 @@ from typing import Any, Iterator
 
 from genco_data.errors import GencoError, IntegrityError, PublishError
 from genco_data.format.records import is_repo_id
-from genco_data.fsutil import read_json_object
+from genco_data.fsutil import os_errors_as, read_json_object
 from genco_data.release import (
     CARD_NAME,
     MAX_MANIFEST_BYTES,
@@ -257,6 +257,7 @@ def _planned(root: Path, rel: str, sha: str | None) -> PlannedFile:
     return PlannedFile(rel, st.st_size, sha if sha is not None else sha256_file(p))
 
 
+@os_errors_as(PublishError)
 def plan_publish(release_path: str | Path, repo_id: str, tag: str | None = None, private: bool = False,
                  include_world: bool = False, progress: bool = False) -> PublishPlan:
     """Verify the release and list exactly what would be uploaded; touches nothing but reads."""
@@ -326,6 +327,7 @@ def _remote_differences(api: Any, repo_id: str, commit: str, plan: PublishPlan, 
     return sorted(set(differ), key=lambda p: (p != MANIFEST_NAME, p))  # the manifest first: it pins the rest
 
 
+@os_errors_as(PublishError)
 def publish(
     release_path: str | Path,
     repo_id: str,
@@ -397,6 +399,7 @@ def publish(
 
 
 # --------------------------------------------------------------------------------------------- pull
+@os_errors_as(PublishError)
 def pull(repo_id: str, *, revision: str, out: str | Path, api: Any = None, progress: bool = True) -> dict[str, Any]:
     """Download ``repo_id`` at ``revision`` (a tag such as ``v1.0.0``) into ``out`` and verify every file
     against its manifest. ``out`` must be new, empty, or an earlier pull (a release folder: resumed).
@@ -407,6 +410,9 @@ def pull(repo_id: str, *, revision: str, out: str | Path, api: Any = None, progr
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_NAME).is_file())):
         raise PublishError(f"--out {out} exists and is not an empty folder nor a release; pull into a new folder")
+    above = next((q for q in out.absolute().parents if q.exists()), None)
+    if not out.exists() and above is not None and not above.is_dir():
+        raise PublishError(f"--out {out}: {above} is a file, not a folder; pull into a new folder")
     api = api if api is not None else _default_api()
     where = f"{repo_id}@{revision}"
     step = f"downloading {MANIFEST_NAME}"

@@ -40,9 +40,9 @@ from genco_data.build.plan import BuildConfig
 from genco_data.card.card import DEFAULT_CARD_FILE, DEFAULT_FIGURES_DIR, card_text, render_card
 from genco_data.card.figures import figure_data, render_figures
 from genco_data.card.options import CardOptions
-from genco_data.errors import IntegrityError, InvalidInputError
+from genco_data.errors import BuildError, IntegrityError, InvalidInputError
 from genco_data.format.records import FileEntry, Manifest, check_repo_id, is_repo_id, is_semver
-from genco_data.fsutil import sha256_file, write_text_atomic
+from genco_data.fsutil import os_errors_as, sha256_file, write_text_atomic
 from genco_data.locks import writer_lock
 from genco_data.release import CARD_NAME, DATA_DIR, FIGURES_DIR, MANIFEST_NAME, WORLD_DIR, Release
 
@@ -133,6 +133,7 @@ def _check_options(options: CardOptions | None) -> None:
             raise InvalidInputError(str(exc)) from None
 
 
+@os_errors_as(IntegrityError)
 def render_release_card(release_path: str | Path, options: CardOptions | None = None) -> CardResult:
     """``genco card RELEASE``: (re)render ``README.md`` and ``figures/`` of an existing release and list them in
     its manifest, holding the release's writer lock (a concurrent build or card render of the same release
@@ -145,6 +146,7 @@ def render_release_card(release_path: str | Path, options: CardOptions | None = 
         return _render_and_list(root, options)
 
 
+@os_errors_as(BuildError)
 def build_release(cfg: BuildConfig, progress: bool = True, card: CardOptions | None = None) -> BuildResult:
     """Build the release described by ``cfg`` with its dataset card (``README.md`` + ``figures/``, listed in the
     manifest), atomically: either ``cfg.out`` is a complete, loadable release afterwards, or the call raised and

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from genco_data.format.components import CONFIGS, SPLITS
-from genco_data.fsutil import read_json_object, sha256_file
+from genco_data.fsutil import os_errors_as, read_json_object, sha256_file
 from genco_data.errors import BackwardCompatibilityError, ForwardCompatibilityError, IntegrityError
 from genco_data.format.records import FORMAT_MAJOR, FORMAT_VERSION, Manifest, parse_format_version
 
@@ -100,6 +100,7 @@ class Release:
     manifest: Manifest
 
     @classmethod
+    @os_errors_as(IntegrityError)
     def open(cls, path: str | Path, *, verify: bool = False) -> "Release":
         """Read and check the manifest (JSON, format version, model). ``verify=True`` also checks every
         file against it (:func:`verify_checksums`: listing, sizes, sha256; cached per process)."""
@@ -281,6 +282,7 @@ def _verify_files(rel: Release, cached: bool) -> int:
     return sum(_check_file(rel.root, f, cached) for f in rel.present_files)
 
 
+@os_errors_as(IntegrityError)
 def check_world(release: Release, folder: str | Path) -> Path:
     """A world handed over apart from the release (the maintainer's copy of a withheld ``world/``) is exactly
     the one the manifest pins: the same file names, each a regular file of the pinned size and sha256.
@@ -309,6 +311,7 @@ def check_world(release: Release, folder: str | Path) -> Path:
     return folder
 
 
+@os_errors_as(IntegrityError)
 def verify_checksums(path: str | Path | Release) -> Release:
     """The integrity check every loader runs on open (``Evaluator``, the torch adapters): the manifest
     parses with a readable ``format_version``; the folder holds exactly the listed files (see the module
@@ -324,6 +327,7 @@ def verify_checksums(path: str | Path | Release) -> Release:
     return rel
 
 
+@os_errors_as(IntegrityError)
 def verify_release(path: str | Path, progress: bool = False) -> dict[str, Any]:
     """Re-check a release folder against its manifest; raise :class:`IntegrityError` naming the first
     file at fault, else return a report ``{release, dataset_version, format_version, files, rows, bytes,

@@ -293,3 +293,40 @@ def test_card_options_are_checked_before_the_build(tmp_path):
         build_release(BuildConfig(sources=[src], out=tmp_path / "rel", version="1.0.0", test_start_day=TSD), progress=False,
                       card=CardOptions(repo_id="a/b\n"))
     assert not (tmp_path / "rel").exists()
+
+
+# ----------------------------------------------------------------- paths the filesystem cannot take
+BAD_PATHS = {
+    "a name too long": lambda tmp: str(tmp / ("x" * 300)),
+    "under a regular file": lambda tmp: str(tmp / "afile" / "sub"),
+    "a file, not a folder": lambda tmp: str(tmp / "afile"),
+}
+VERBS = {
+    "verify": lambda p, rel: ["verify", p],
+    "card": lambda p, rel: ["card", p, "--quiet"],
+    "publish": lambda p, rel: ["publish", p, "--repo", "a/b", "--dry-run", "--quiet"],
+    "leaderboard verify": lambda p, rel: ["leaderboard", "verify", p, "--data", str(rel), "--entries", p + "-entries"],
+    "leaderboard verify --entries": lambda p, rel: ["leaderboard", "verify", str(rel / "manifest.json"), "--data", str(rel), "--entries", p],
+    "leaderboard render --entries": lambda p, rel: ["leaderboard", "render", "--entries", p, "--out", p + ".md"],
+    "leaderboard render --out": lambda p, rel: ["leaderboard", "render", "--entries", str(ROOT / "cards" / "leaderboard"), "--out", p + ".md"],
+    "leaderboard check": lambda p, rel: ["leaderboard", "check", "--entries", p, "--board", ""],
+    "pull --out": lambda p, rel: ["pull", "a/b", "--revision", "v1.0.0", "--out", p, "--quiet"],
+}
+
+
+#: (bad path, verb) — all but "render --out <file>.md", which names a valid board beside a file
+PATH_CASES = [(b, v) for b in BAD_PATHS for v in VERBS if (b, v) != ("a file, not a folder", "leaderboard render --out")]
+
+
+@pytest.mark.parametrize("bad,verb", PATH_CASES)
+def test_paths_the_filesystem_cannot_take_are_one_line(built, tmp_path, capsys, monkeypatch, verb, bad):
+    from genco_data import hub
+
+    monkeypatch.setattr(hub, "_default_api", lambda: pytest.fail("the Hub must not be contacted"))
+    (tmp_path / "afile").write_text("I am a file")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(VERBS[verb](BAD_PATHS[bad](tmp_path), built)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("genco ") and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == before  # nothing written

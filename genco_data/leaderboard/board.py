@@ -24,7 +24,7 @@ from urllib.parse import quote
 from genco_data.errors import SubmissionError
 from genco_data.format.components import COMPONENTS
 from genco_data.format.records import LeaderboardEntry, MetricSummary, is_safe_link
-from genco_data.fsutil import write_text_atomic
+from genco_data.fsutil import os_errors_as, write_text_atomic
 from genco_data.leaderboard.entries import load_entries
 from genco_data.leaderboard.rules import RANK_METRIC, TRUTH_RANK_METRIC
 from genco_data.locks import writer_lock
@@ -136,6 +136,7 @@ def _empty_board() -> str:
     return render_board([])
 
 
+@os_errors_as(SubmissionError)
 def render_leaderboard(entries_dir: Path, out: Path, allow_empty: bool = False) -> Path:
     """Render ``entries_dir/*.json`` into ``out`` (deterministic; written atomically under ``out``'s writer
     lock). Refuses: a missing entries folder; ``out`` being a folder; an empty board over an existing board

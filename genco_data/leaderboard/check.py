@@ -28,7 +28,7 @@ from typing import Any
 
 from genco_data.errors import GencoError, SubmissionError
 from genco_data.format.records import LeaderboardEntry
-from genco_data.fsutil import sha256_file
+from genco_data.fsutil import os_errors_as, sha256_file
 from genco_data.leaderboard.board import render_board
 from genco_data.leaderboard.entries import entry_paths, load_entry
 from genco_data.leaderboard.rules import (
@@ -126,6 +126,7 @@ def _recompute(entry: LeaderboardEntry, sub_path: Path, release: Release | None,
     return "re-evaluated from its predictions: every number matches"
 
 
+@os_errors_as(SubmissionError)
 def check_entries(
     entries_dir: Path,
     *,

@@ -25,7 +25,7 @@ from typing import Any
 from genco_data import __version__
 from genco_data.errors import IntegrityError, SubmissionError
 from genco_data.format.records import LeaderboardEntry
-from genco_data.fsutil import sha256_file
+from genco_data.fsutil import os_errors_as, sha256_file
 from genco_data.leaderboard.entries import check_entries_dir, check_slot, write_entry
 from genco_data.leaderboard.rules import (
     MIN_SEEDS,
@@ -78,6 +78,7 @@ def evaluate_seeds(release: Release, world: Any, files: list[tuple[int, Path]]) 
     return full, flat
 
 
+@os_errors_as(SubmissionError)
 def verify_submission(
     submission_path: Path,
     release_path: Path,
