@@ -8,7 +8,7 @@ duplicated keys, Unicode). The property: **one line, exit 2, nothing written** â
 still valid, exit 0 with nothing lost (a build's ``rows_in = written + rejected`` and the release verifies).
 Never a traceback, never another exit status.
 
-``GENCO_FUZZ_CASES`` (default 10) is the number of mutations per seed file; ``GENCO_FUZZ_SEED`` changes the
+``GENCO_FUZZ_CASES`` (default 6) is the number of mutations per seed file; ``GENCO_FUZZ_SEED`` changes the
 stream. The counts of the last run are in :data:`TALLY`.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from genco_data.release import Release, verify_release
 from lb_factories import make_submission
 
 TSD = START + dt.timedelta(days=4)
-CASES = int(os.environ.get("GENCO_FUZZ_CASES", "10"))
+CASES = int(os.environ.get("GENCO_FUZZ_CASES", "6"))
 SEED = int(os.environ.get("GENCO_FUZZ_SEED", "20261201"))
 TALLY: Counter = Counter()
 

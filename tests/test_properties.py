@@ -223,7 +223,7 @@ def _rows(draw):
     return draw(st.permutations(rows)), draw(st.lists(st.sampled_from(sorted(WRITERS)), min_size=len(rows), max_size=len(rows)))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=_rows())
 def test_random_valid_rows_round_trip_through_parquet_jsonl_and_csv(data):
     """Any valid row — ids up to 2**63-1, any Unicode text, nulls wherever allowed, float32 propensities —
