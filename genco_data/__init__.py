@@ -9,7 +9,8 @@ The folder tree is the pipeline (see each package's docstring)::
     card/       the dataset card and its figures;  pipeline.py: build, then card
     load/       torch adapters: padding to 15 candidates, vocabularies, Batch, datasets, loader
     evaluate/   calibrated sCTR with intervals, truth on synthetic releases, validity study, text report
-    leaderboard.py, hub.py, cli.py
+    leaderboard/  submissions verified by recomputation, the board, the check of committed entries
+    hub.py, cli.py
 
 The names users call are here, imported on first use: ``import genco_data`` imports nothing heavy and never
 torch (only :mod:`genco_data.load`'s torch modules do, when ``loader`` / ``Batch`` are asked for).
