@@ -28,7 +28,6 @@ each step leaves a release that ``genco card`` itself repairs: rerun it after an
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
