@@ -137,8 +137,9 @@ def os_errors_as(error: type[Exception]) -> Callable[[_F], _F]:
             except (GencoError, FileNotFoundError):
                 raise
             except OSError as exc:
-                where = exc.filename if exc.filename is not None else "?"
-                raise error(f"{where}: {exc.strerror or exc}") from None
+                if exc.filename is None:
+                    raise error(" ".join(str(exc).split()) or type(exc).__name__) from None
+                raise error(f"{exc.filename}: {exc.strerror or exc}") from None
 
         return wrapper  # type: ignore[return-value]
 

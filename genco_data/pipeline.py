@@ -39,7 +39,7 @@ from genco_data.build.plan import BuildConfig
 from genco_data.card.card import DEFAULT_CARD_FILE, DEFAULT_FIGURES_DIR, card_text, render_card
 from genco_data.card.figures import figure_data, render_figures
 from genco_data.card.options import CardOptions
-from genco_data.errors import BuildError, IntegrityError, InvalidInputError
+from genco_data.errors import IntegrityError, InvalidInputError
 from genco_data.format.records import FileEntry, Manifest, check_repo_id, is_repo_id, is_semver
 from genco_data.fsutil import os_errors_as, sha256_file, write_text_atomic
 from genco_data.locks import writer_lock
@@ -145,7 +145,6 @@ def render_release_card(release_path: str | Path, options: CardOptions | None = 
         return _render_and_list(root, options)
 
 
-@os_errors_as(BuildError)
 def build_release(cfg: BuildConfig, progress: bool = True, card: CardOptions | None = None) -> BuildResult:
     """Build the release described by ``cfg`` with its dataset card (``README.md`` + ``figures/``, listed in the
     manifest), atomically: either ``cfg.out`` is a complete, loadable release afterwards, or the call raised and
