@@ -137,14 +137,15 @@ def _card(args):
     from genco_data.pipeline import write_default_card
 
     if args.default:
-        if args.release or args.repo or args.changelog or args.license:
-            raise GencoError("--default renders the embedded default release; give no RELEASE, --repo, --changelog or --license")
+        if args.release or args.repo or args.changelog or args.license or args.code_url:
+            raise GencoError("--default renders the embedded default release; give no RELEASE, --repo, --changelog, --license or --code-url")
         paths = write_default_card(Path(args.root), progress=not args.quiet)
         _emit(args, {"written": [str(p) for p in paths]}, "wrote " + ", ".join(str(p) for p in paths))
         return
     if not args.release:
         raise GencoError("a RELEASE folder is required (or --default)")
-    options = CardOptions(repo_id=args.repo, changelog=Path(args.changelog) if args.changelog else None, license=args.license)
+    options = CardOptions(repo_id=args.repo, changelog=Path(args.changelog) if args.changelog else None, license=args.license,
+                          code_url=args.code_url)
     path = render_card(Path(args.release), options, progress=not args.quiet)
     figures = [str(Path(args.release) / FIGURES_DIR / f) for f in FIGURES]
     _emit(args, {"written": str(path), "figures": figures}, f"wrote {path} and {len(figures)} figures in {Path(args.release) / FIGURES_DIR}")
@@ -283,6 +284,7 @@ def build_parser(verb_hint: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--changelog", default=None, help="Markdown file with one '## X.Y.Z — title' section per version "
                     "(default: the package's for genco_data.synth releases, else a stub)")
     sp.add_argument("--license", default=None, help="Hub license id (default: cc-by-4.0 for synthetic releases, unknown for raw)")
+    sp.add_argument("--code-url", default=None, help="code repository the card links (default: genco-data's Repository project URL)")
     sp.add_argument("--default", action="store_true", help="build the embedded default release in a temporary folder and "
                     "write DATASET_CARD.md and cards/figures/ under --root")
     sp.add_argument("--root", default=".", help="repository root for --default (default: .)")
