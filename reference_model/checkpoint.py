@@ -249,6 +249,9 @@ def plot_loss_curve(metrics: list[dict[str, Any]], path: Path, title: str) -> No
               "ele": dict(color="C3", lw=1.2, ls="--", marker="o", markersize=2.5, markevery=0.1, label="L_ele (element BCE)"),
               "rl": dict(color="C2", lw=1.4, ls="-", label="L_RL (policy-gradient surrogate)"),
               "bc": dict(color="C4", lw=1.2, ls="--", label="L_BC (behaviour cloning)")}
+    if len(rows) <= 2:  # a line needs two points: show single log points as markers
+        for st in styles.values():
+            st.setdefault("marker", "o")
     if rows:
         x = [r["samples"] for r in rows]
         for key in ("loss", "comb", "ele"):

@@ -31,7 +31,8 @@ def _ms(values: list[float | None], scale: float = 100.0) -> dict[str, Any]:
 def _fmt(m: dict[str, Any], signed: bool = True, digits: int = 2) -> str:
     if m["mean"] is None:
         return "–"
-    return f"{m['mean']:{'+' if signed else ''}.{digits}f} ± {m['std']:.{digits}f}"
+    spread = "n/a (1 seed)" if m.get("n") == 1 else f"{m['std']:.{digits}f}"
+    return f"{m['mean']:{'+' if signed else ''}.{digits}f} ± {spread}"
 
 
 def aggregate(results: list[dict[str, Any]], methods: tuple[str, ...]) -> dict[str, Any]:
