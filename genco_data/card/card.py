@@ -390,7 +390,9 @@ def render_card(release_path: str | Path, options: CardOptions | None = None, pr
     with tqdm(total=shards + len(FIGURES) + 1, desc="genco card", unit="step", disable=not progress, leave=False) as bar:
         bar.set_postfix_str("reading the data")
         data = figure_data(rel, bar)
-        render_figures(rel, rel.root / FIGURES_DIR, data, bar)
+        bar.set_postfix_str("figures")
+        render_figures(rel, rel.root / FIGURES_DIR, data)
+        bar.update(len(FIGURES))
         bar.set_postfix_str(CARD_NAME)
         text = card_text(rel.manifest, options, data)
         path = rel.root / CARD_NAME
