@@ -9,8 +9,9 @@ The folder tree is the pipeline (see each package's docstring)::
     card/       the dataset card and its figures;  pipeline.py: build, then card
     load/       torch adapters: padding to 15 candidates, vocabularies, Batch, datasets, loader
     evaluate/   calibrated sCTR with intervals, truth on synthetic releases, validity study, text report
+    interop.py  Open Bandit Pipeline's bandit_feedback (to_obp) and its estimators
     leaderboard/  submissions verified by recomputation, the board, the check of committed entries
-    hub.py, cli.py
+    board_page.py (the board as a static Space), hub.py, cli.py
 
 The names users call are here, imported on first use: ``import genco_data`` imports nothing heavy and never
 torch (only :mod:`genco_data.load`'s torch modules do, when ``loader`` / ``Batch`` are asked for).
@@ -37,6 +38,7 @@ _EXPORTS = {
     "Vocabularies": "genco_data.load.vocab",
     "loader": "genco_data.load.datasets",
     "Evaluator": "genco_data.evaluate.evaluator",
+    "to_obp": "genco_data.interop",
 }
 __getattr__, __dir__ = lazy_face(__name__, _EXPORTS)
 __all__ = ["__version__", *_EXPORTS]

@@ -1,11 +1,18 @@
 """``genco …`` — argument parsing and printing only; every verb calls one library function.
 
-User mistakes (any :class:`genco_data.errors.GencoError`, a missing file) print one line
+User mistakes (any :class:`genco_data.errors.GencoError`, a missing file, a bad argument) print one line
 ``genco <verb>: error: <reason>`` on stderr and exit 2; no traceback. ``--json`` prints machine-readable
-output on stdout; ``--quiet`` hides progress bars.
+output on stdout — on success the verb's result, on failure the envelope
+``{"error": "<reason>", "kind": "<error class>", "exit_code": 2}`` (argument errors: kind ``usage``; an
+unexpected crash: exit code 1 and its traceback on stderr). ``--quiet`` hides progress bars.
+
+Fast start: this module imports only the standard library and ``genco_data.errors`` at load time; each verb
+imports what it uses when it runs, so ``genco --version`` and ``genco --help`` pay for no pyarrow, pydantic,
+datasets or torch (``tests/test_cli_start.py`` guards the import set).
 
 ``train``, ``predict``, ``reproduce`` and ``demo`` live in the ``reference_model`` package (which needs torch);
-they are looked up by name at call time so that ``genco_data`` never imports ``reference_model``.
+they are looked up by name at call time so that ``genco_data`` never imports ``reference_model``, and their
+options are registered (``reference_model.entry.add_arguments``) only when one of them is the verb asked for.
 """
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from genco_data import __version__
 from genco_data.errors import GencoError
@@ -76,7 +83,7 @@ def _build(args):
 def _verify(args):
     from genco_data.release import verify_release
 
-    report = verify_release(Path(args.release))
+    report = verify_release(Path(args.release), progress=not args.quiet)
     world = " (world/ withheld: pinned by the manifest, not here)" if report.get("world") == "withheld" else ""
     _emit(args, report, f"OK {args.release}: {report['files']} files, {report['rows']:,} rows verified{world}")
 
@@ -85,7 +92,7 @@ def _verify(args):
 def _stats(args):
     from genco_data.build.stats import format_stats, release_stats
 
-    stats = release_stats(Path(args.release), split=args.split)
+    stats = release_stats(Path(args.release), split=args.split, progress=not args.quiet)
     _emit(args, stats, format_stats(stats))
 
 
@@ -102,7 +109,7 @@ def _evaluate(args):
     if not args.predictions:
         raise GencoError("a predictions file is required (or --validity)")
     evaluator = Evaluator(Path(args.data))
-    result = evaluator.evaluate(Path(args.predictions), bootstrap=args.bootstrap, seed=args.seed)
+    result = evaluator.evaluate(Path(args.predictions), bootstrap=args.bootstrap, seed=args.seed, progress=not args.quiet)
     _emit(args, result.to_dict(), result.format_table())
 
 
@@ -124,6 +131,11 @@ def _leaderboard(args):
         lines = [f"OK {e['entry']}: {e['method']} v{e['version']}, {e['seeds']} seeds: {'; '.join(e['checks'])}" for e in report["entries"]]
         lines.append(f"{len(report['entries'])} entries re-verified" + (f"; board {report['board']}" if report["board"] else ""))
         _emit(args, report, "\n".join(lines))
+    elif args.html:
+        from genco_data.board_page import write_space
+
+        files = write_space(Path(args.entries), Path(args.html))
+        _emit(args, {"written": [str(f) for f in files]}, f"wrote the leaderboard Space ({len(files)} files) to {args.html}")
     else:
         from genco_data.leaderboard.board import render_leaderboard
 
@@ -137,15 +149,16 @@ def _card(args):
     from genco_data.pipeline import render_release_card, write_default_card
 
     if args.default:
-        if args.release or args.repo or args.changelog or args.license:
-            raise GencoError("--default renders the embedded default release; give no RELEASE, --repo, --changelog or --license")
+        if args.release or args.repo or args.changelog or args.license or args.code_url:
+            raise GencoError("--default renders the embedded default release; give no RELEASE, --repo, --changelog, --license or --code-url")
         paths = write_default_card(Path(args.root), progress=not args.quiet)
         _emit(args, {"written": [str(p) for p in paths]}, "wrote " + ", ".join(str(p) for p in paths))
         return
     if not args.release:
         raise GencoError("a RELEASE folder is required (or --default)")
-    options = CardOptions(repo_id=args.repo, changelog=Path(args.changelog) if args.changelog else None, license=args.license)
-    result = render_release_card(Path(args.release), options)
+    options = CardOptions(repo_id=args.repo, changelog=Path(args.changelog) if args.changelog else None, license=args.license,
+                          code_url=args.code_url)
+    result = render_release_card(Path(args.release), options, progress=not args.quiet)
     _emit(args, result.to_dict(), f"wrote {result.card} and {len(result.figures)} figures in {Path(args.release) / 'figures'}")
 
 
@@ -182,19 +195,50 @@ def _reference(verb: str):
     return run
 
 
-for _v in ("train", "predict", "reproduce", "demo"):
+#: The reference model's verbs and their one-line help (the full options are registered by
+#: ``reference_model.entry.add_arguments`` only when one of them is the verb asked for).
+REFERENCE_VERBS = {
+    "train": "train a reference policy (GenCO, its ablations, the baselines) on a release's train split",
+    "predict": "write a trained run's predictions for a release's test split (the evaluator's contract)",
+    "reproduce": "every method and ablation x seeds -> predictions -> evaluation: Tables 2-4, Figure 3, submissions",
+    "demo": "synthesize a small release, build, load, train GenCO and baselines, evaluate, leaderboard",
+}
+for _v in REFERENCE_VERBS:
     VERBS[_v] = _reference(_v)
 
 
 # ---------------------------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="genco", description="The GenCO creative-optimization dataset: build, load, evaluate, publish.")
+class UsageError(Exception):
+    """An argument error; ``main`` prints it (as text, or as the JSON envelope under ``--json``)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` instead of printing and exiting, so that ``main`` decides
+    how a usage error is shown (argparse's usage + one line, or JSON)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
+
+
+def _requested_verb(argv: list[str]) -> str | None:
+    """The verb of a command line: its first non-option word (the top-level options take no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(verb_hint: str | None = None) -> argparse.ArgumentParser:
+    """The ``genco`` parser. The reference model's options are registered for ``verb_hint`` only (the verb
+    of the command line), so no other command line imports ``reference_model`` (nor torch)."""
+    p = _Parser(prog="genco", description="The GenCO creative-optimization dataset: build, load, evaluate, publish.")
     p.add_argument("--version", action="version", version=f"genco-data {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
-        sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        sp.add_argument("--json", action="store_true", help="machine-readable output on stdout (errors too: see README, JSON output)")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         return sp
 
@@ -251,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     lc.add_argument("--submissions", default=None, help="where submission folders are (default: ENTRIES/submissions)")
     lc.add_argument("--world", default=None, help="the maintainer's world folder when --data has no world/")
     lc.add_argument("--min-seeds", type=int, default=5, help="fewest seeds an entry may have (default 5)")
+    lr.add_argument("--html", default=None, metavar="DIR", help="write the board as a static Hugging Face Space into DIR "
+                    "(README.md with sdk: static, index.html; no network assets) instead of the Markdown board")
     for x in (lv, lr, lc):
         x.add_argument("--json", action="store_true")
         x.add_argument("--quiet", action="store_true")
@@ -261,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--changelog", default=None, help="Markdown file with one '## X.Y.Z — title' section per version "
                     "(default: the package's for genco_data.synth releases, else a stub)")
     sp.add_argument("--license", default=None, help="Hub license id (default: cc-by-4.0 for synthetic releases, unknown for raw)")
+    sp.add_argument("--code-url", default=None, help="code repository the card links (default: genco-data's Repository project URL)")
     sp.add_argument("--default", action="store_true", help="build the embedded default release in a temporary folder and "
                     "write DATASET_CARD.md and cards/figures/ under --root")
     sp.add_argument("--root", default=".", help="repository root for --default (default: .)")
@@ -279,34 +326,67 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--revision", required=True, help="version tag, e.g. v1.0.0")
     sp.add_argument("--out", required=True, help="new or empty folder (or an earlier pull, to resume)")
 
-    try:
-        entry = importlib.import_module("reference_model.entry")
-        add_reference_verbs: Callable[[Callable[[str, str], argparse.ArgumentParser]], None] | None = entry.add_arguments
-    except ImportError:
-        add_reference_verbs = None
-    if add_reference_verbs is not None:
-        add_reference_verbs(verb)
-    else:
-        for name in ("train", "predict", "reproduce", "demo"):
-            verb(name, "(needs torch: pip install 'genco-data[torch]')")
+    for name, help in REFERENCE_VERBS.items():
+        if name == verb_hint and _add_reference_verb(name, verb):
+            continue
+        verb(name, help if name != verb_hint else f"{help} (needs torch: pip install 'genco-data[torch]')")
     return p
 
 
+def _add_reference_verb(name: str, verb: Callable[[str, str], argparse.ArgumentParser]) -> bool:
+    """Register ``name``'s full options from ``reference_model.entry``; False when it cannot be imported."""
+    try:
+        entry = importlib.import_module("reference_model.entry")
+    except ImportError:
+        return False
+    # entry registers all four verbs; keep the one asked for, the others go to a scratch parser.
+    entry.add_arguments(lambda n, h: verb(n, h) if n == name else argparse.ArgumentParser(add_help=False))
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ main
+def _fail(name: str, json_mode: bool, message: str, kind: str, code: int = 2) -> int:
+    """Print a failure: one line on stderr, or under ``--json`` the envelope on stdout (and the line on stderr)."""
+    message = " ".join(str(message).split())  # one line, whatever the exception carried
+    if json_mode:
+        print(json.dumps({"error": message, "kind": kind, "exit_code": code}, sort_keys=True))
+    print(f"genco {name}: error: {message}" if name else f"genco: error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    json_mode = "--json" in argv
+    hint = _requested_verb(argv)
+    parser = build_parser(hint)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        if json_mode:
+            return _fail(hint if hint in VERBS else "", True, str(exc), "usage")
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     name = args.verb
+    json_mode = bool(getattr(args, "json", False))
     try:
         VERBS[name](args)
     except GencoError as exc:
-        print(f"genco {name}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(name, json_mode, str(exc), type(exc).__name__)
     except FileNotFoundError as exc:
-        print(f"genco {name}: error: no such file: {exc.filename or exc}", file=sys.stderr)
-        return 2
+        return _fail(name, json_mode, f"no such file: {exc.filename or exc}", type(exc).__name__)
     except KeyboardInterrupt:
+        if json_mode:
+            print(json.dumps({"error": "interrupted", "kind": "KeyboardInterrupt", "exit_code": 130}, sort_keys=True))
         print(f"genco {name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not json_mode:
+            raise  # a bug, not a user mistake: keep the traceback
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        return _fail(name, True, f"internal error: {type(exc).__name__}: {exc}", "internal", 1)
     return 0
 
 

@@ -96,7 +96,7 @@ def _check_card_files(root: Path, manifest: Manifest) -> list[Path]:
     return old
 
 
-def _render_and_list(root: Path, options: CardOptions | None) -> CardResult:
+def _render_and_list(root: Path, options: CardOptions | None, progress: bool = False) -> CardResult:
     """Render the card of the release at ``root`` and list it (see the module docstring); no lock."""
     rel = Release.open(root)
     old_figures = _check_card_files(root, rel.manifest)
@@ -105,7 +105,7 @@ def _render_and_list(root: Path, options: CardOptions | None) -> CardResult:
         _write_manifest(root, base)  # the card reads the data manifest, never its own entries
     for p in old_figures:
         p.unlink()
-    card = render_card(root, options)
+    card = render_card(root, options, progress=progress)
     entries = [_entry(root, card)]
     folder = root / FIGURES_DIR
     figures: list[Path] = []
@@ -133,7 +133,7 @@ def _check_options(options: CardOptions | None) -> None:
 
 
 @os_errors_as(IntegrityError)
-def render_release_card(release_path: str | Path, options: CardOptions | None = None) -> CardResult:
+def render_release_card(release_path: str | Path, options: CardOptions | None = None, progress: bool = False) -> CardResult:
     """``genco card RELEASE``: (re)render ``README.md`` and ``figures/`` of an existing release and list them in
     its manifest, holding the release's writer lock (a concurrent build or card render of the same release
     fails at once with one line)."""
@@ -142,7 +142,7 @@ def render_release_card(release_path: str | Path, options: CardOptions | None = 
     if not root.is_dir():
         raise IntegrityError(f"{root}: not a release folder (no such folder)")
     with writer_lock(root, "genco card"):
-        return _render_and_list(root, options)
+        return _render_and_list(root, options, progress)
 
 
 def build_release(cfg: BuildConfig, progress: bool = True, card: CardOptions | None = None) -> BuildResult:

@@ -225,25 +225,60 @@ def _truncate_metrics(path: Path, step: int) -> None:
     _atomic_write(path, lambda p: p.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in keep), encoding="utf-8"))
 
 
+#: The note under the loss curve: what L_RL's value means (it is not a goodness of fit).
+RL_NOTE = ("L_RL is a policy-gradient surrogate, -(advantage) x log pi: not bounded below by 0 and not a measure of fit. "
+           "It is negative while most logged rows have a negative advantage (no click: reward -0.1, below the baseline) "
+           "and drifts as the reward model and its baseline learn; its gradient is what trains pi. Read L_comb and L_ele for the fit.")
+
+
 def plot_loss_curve(metrics: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Loss parts against samples seen (PNG, written atomically)."""
+    """Loss parts against samples seen (PNG, written atomically). Left: the fit — total L and the two
+    cross-entropies L_comb (solid) and L_ele (dashed, markers), which often lie on top of each other; right,
+    on its own scale with the zero line: the policy terms L_RL (and L_BC), with :data:`RL_NOTE` under the plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in metrics if "loss" in r and "samples" in r]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    policy_keys = [k for k in ("rl", "bc") if rows and k in rows[0]]
+    fig, axes = plt.subplots(1, 2 if policy_keys else 1, figsize=(10 if policy_keys else 6.4, 4.2), dpi=100, squeeze=False)
+    fit = axes[0, 0]
+    styles = {"loss": dict(color="0.2", lw=1.0, ls=":", label="total L = L_comb + L_ele + lambda L_RL"),
+              "comb": dict(color="C0", lw=2.6, ls="-", alpha=0.8, label="L_comb (combination BCE)"),
+              "ele": dict(color="C3", lw=1.2, ls="--", marker="o", markersize=2.5, markevery=0.1, label="L_ele (element BCE)"),
+              "rl": dict(color="C2", lw=1.4, ls="-", label="L_RL (policy-gradient surrogate)"),
+              "bc": dict(color="C4", lw=1.2, ls="--", label="L_BC (behaviour cloning)")}
+    if len(rows) <= 2:  # a line needs two points: show single log points as markers
+        for st in styles.values():
+            st.setdefault("marker", "o")
     if rows:
         x = [r["samples"] for r in rows]
-        for key in ("loss", "comb", "ele", "rl", "bc"):
+        for key in ("loss", "comb", "ele"):
             if key in rows[0]:
-                ax.plot(x, [r[key] for r in rows], label={"loss": "total L"}.get(key, f"L_{key}"), lw=1.2)
-        ax.legend(fontsize=8)
-    ax.set_xlabel("training samples")
-    ax.set_ylabel("loss (mean over the log interval)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+                fit.plot(x, [r[key] for r in rows], **styles[key])
+        fit.legend(fontsize=7)
+        if policy_keys:
+            pol = axes[0, 1]
+            for key in policy_keys:
+                pol.plot(x, [r[key] for r in rows], **styles[key])
+            pol.axhline(0, color="k", lw=0.8)
+            pol.set_xlabel("training samples")
+            pol.set_ylabel("policy term (mean over the log interval)")
+            pol.set_title("policy terms (own scale)", fontsize=9)
+            pol.grid(alpha=0.3)
+            pol.legend(fontsize=7)
+    fit.set_xlabel("training samples")
+    fit.set_ylabel("loss (mean over the log interval)")
+    fit.set_title("fit: cross-entropies", fontsize=9)
+    fit.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    if policy_keys:
+        import textwrap
+
+        fig.text(0.01, 0.01, "\n".join(textwrap.wrap(RL_NOTE, 170)), fontsize=6.5, va="bottom", ha="left", color="0.25")
+        fig.tight_layout(rect=(0, 0.09, 1, 0.95))
+    else:
+        fig.tight_layout(rect=(0, 0, 1, 0.95))
     _atomic_write(path, lambda p: fig.savefig(p, format="png"))
     plt.close(fig)

@@ -37,7 +37,8 @@ def add_arguments(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
     sp.add_argument("--data", required=True, help="release folder")
     sp.add_argument("--out", required=True, help="output folder (tables, figures, runs/, submissions/)")
     sp.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds per method (default {DEFAULT_SEEDS})")
-    sp.add_argument("--quick", action="store_true", help="a few-minute version: 2 seeds, fewer rows and epochs")
+    sp.add_argument("--quick", action="store_true", help="a smoke run, not a ranking: 2 seeds, fewer rows, 1 epoch (checks that every "
+                    "method trains, predicts and evaluates)")
     sp.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     sp.add_argument("--jobs", type=int, default=None, help="runs in parallel, one CPU thread each (default: CPU count, at most 4)")
     sp.add_argument("--device", default="cpu", help="cpu (default) or cuda (then one job at a time)")

@@ -12,7 +12,7 @@ from genco_data.format.components import COMPONENTS
 from genco_data.release import Release
 from reference_model.reproduce_config import LABELS
 
-__all__ = ["plot_table2", "figure3"]
+__all__ = ["plot_table2", "table2_caption", "figure3"]
 
 
 def _plt():
@@ -31,11 +31,24 @@ def _save(fig, path: Path) -> None:
     _plt().close(fig)
 
 
-def plot_table2(agg: dict[str, Any], path: Path) -> None:
+def table2_caption(agg: dict[str, Any], quick: bool) -> str:
+    """The caption under Table 2's bars: what the bars and error bars are, and whether it is a quick run."""
+    seeds = sorted({len(row["seeds"]) for row in agg["table2"].values()})
+    n = "/".join(str(s) for s in seeds) or "0"
+    text = (f"Bars: mean over {n} seed(s) per method; error bars: +-1 standard deviation across seeds (training "
+            "randomness; none for one seed), not a confidence interval of the test estimate.")
+    if quick:
+        text += " QUICK MODE (--quick: fewer rows, 1 epoch, <= 2 seeds): a smoke run, not a ranking of the methods."
+    return text
+
+
+def plot_table2(agg: dict[str, Any], path: Path, quick: bool = False) -> None:
+    import textwrap
+
     plt = _plt()
     rows = agg["table2"]
     names = [LABELS[m] for m in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=100)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), dpi=100)
     for ax, key, title in ((axes[0], "headroom_captured", "headroom captured (true CTR), %"),
                            (axes[1], "mean_component_lift", "mean per-component calibrated-sCTR lift, %")):
         mean = [rows[m][key]["mean"] or 0.0 for m in rows]
@@ -45,11 +58,16 @@ def plot_table2(agg: dict[str, Any], path: Path) -> None:
         ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    if quick:
+        fig.suptitle("quick mode — smoke run, not a ranking", fontsize=10, color="#aa3377")
+    fig.text(0.01, 0.01, "\n".join(textwrap.wrap(table2_caption(agg, quick), 190)), fontsize=7, va="bottom", ha="left", color="0.25")
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95 if quick else 1))
     _save(fig, path)
 
 
-def _heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, path: Path, fmt: str, cmap: str, center: bool) -> None:
+def _heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, path: Path, fmt: str, cmap: str, center: bool,
+             cbar_label: str = "") -> None:
+    """A labelled heat map: the value in each cell, a colour bar titled ``cbar_label`` (what the colour means)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 2, 0.5 * len(rows) + 1.6), dpi=100)
     m = np.where(np.isfinite(matrix), matrix, np.nan)
@@ -61,7 +79,8 @@ def _heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, p
         for j in range(m.shape[1]):
             if np.isfinite(m[i, j]):
                 ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", fontsize=7)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    cbar = fig.colorbar(im, ax=ax, shrink=0.8)
+    cbar.set_label(cbar_label, fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
@@ -110,5 +129,6 @@ def figure3(out: Path, data: str, seeds: list[int]) -> dict[str, Any] | None:
     cats = [c for c, k in zip(categories, keep) if k]
     res = {"categories": cats, "rows": rows_per_cat[keep].tolist(), "weights": mean[keep].tolist(), "components": list(COMPONENTS),
            "seeds": [int(r.name[4:]) for r in runs]}
-    _heatmap(mean[keep], cats, list(COMPONENTS), "GenCO MIL weight by category (Figure 3)", out / "figure3.png", ".2f", "Blues", False)
+    _heatmap(mean[keep], cats, list(COMPONENTS), "GenCO MIL weight by category (Figure 3)", out / "figure3.png", ".2f", "Blues", False,
+             "mean MIL weight w_ij (each row sums to 1)")
     return res

@@ -2,7 +2,8 @@
 tables and figure, plus one leaderboard submission per method.
 
     genco reproduce --data rel --seeds 5 --out repro            # the reference numbers (~10 min on 2 CPU cores)
-    genco reproduce --data rel --out repro_quick --quick        # a few minutes: 2 seeds, fewer rows and epochs
+    genco reproduce --data rel --out repro_quick --quick        # a smoke run (minutes): 2 seeds, fewer rows, 1 epoch —
+                                                                # checks the pipeline end to end; it cannot rank methods
 
 Writes into ``--out``::
 
@@ -48,7 +49,7 @@ from reference_model.reproduce_config import (
     SETTINGS,
     ReproduceConfig,
 )
-from reference_model.results import aggregate, render_markdown
+from reference_model.results import QUICK_NOTE, aggregate, render_markdown
 
 # The public names of reproduce, its settings' included (``reference_model.reproduce.SETTINGS`` still works).
 __all__ = [
@@ -207,14 +208,19 @@ def run_reproduce(cfg: ReproduceConfig) -> dict[str, Any]:
     data = str(release.root)
     results: list[dict[str, Any]] = []
 
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), desc="genco reproduce", unit="run", disable=cfg.quiet, file=sys.stderr)
+
     def report(r: dict[str, Any]) -> None:
+        bar.update()
         if cfg.quiet:
             return
         s = r["summary"]
         truth = f"true CTR {100 * s['true_ctr']:.3f} %, headroom {100 * s['headroom_captured']:+.1f} %, " if "true_ctr" in s else ""
-        print(f"[{len(results)}/{len(tasks)}] {LABELS[r['method']]:<18} seed {r['seed']}: {truth}mean component lift "
-              f"{100 * s.get('mean_component_lift', float('nan')):+.2f} % ({r['seconds']:.0f} s{', reused' if r['reused'] else ''})",
-              file=sys.stderr, flush=True)
+        bar.write(f"[{len(results)}/{len(tasks)}] {LABELS[r['method']]:<18} seed {r['seed']}: {truth}mean component lift "
+                  f"{100 * s.get('mean_component_lift', float('nan')):+.2f} % ({r['seconds']:.0f} s{', reused' if r['reused'] else ''})",
+                  file=sys.stderr)
 
     if jobs == 1:
         _init_worker(1)
@@ -229,6 +235,7 @@ def run_reproduce(cfg: ReproduceConfig) -> dict[str, Any]:
             for f in as_completed(futures):
                 results.append(f.result())
                 report(results[-1])
+    bar.close()
     results.sort(key=lambda r: (METHOD_ORDER.index(r["method"]), r["seed"]))
 
     # submissions, one folder per method
@@ -262,19 +269,22 @@ def run_reproduce(cfg: ReproduceConfig) -> dict[str, Any]:
                "runs": results, "submissions": subs, "hardware": hardware}
     _write_json(out / "results.json", payload)
     if agg["table2"]:
-        plot_table2(agg, out / "table2.png")
+        plot_table2(agg, out / "table2.png", quick=cfg.quick)
     if agg["table3"]:
         rows = list(agg["table3"])
         mat = np.array([[agg["table3"][m][c]["mean"] if agg["table3"][m][c]["mean"] is not None else np.nan for c in COMPONENTS] for m in rows])
         _heatmap(mat, [LABELS[m] for m in rows], list(COMPONENTS), "Table 3: ablation − GenCO, calibrated-sCTR lift (pp)",
-                 out / "table3.png", "+.2f", "RdBu", True)
+                 out / "table3.png", "+.2f", "RdBu", True, "ablation lift − GenCO's lift (percentage points)")
     if agg["table4"]:
         mat = np.array([[agg["table4"][c][bucket_labels(c)[k]]["mean"] if agg["table4"][c][bucket_labels(c)[k]]["mean"] is not None else np.nan
                          for c in COMPONENTS] for k in range(3)])
         _heatmap(mat, ["<3 (<4)", "3-5 (4-8)", ">5 (>8)"], list(COMPONENTS), "Table 4: GenCO lift by candidate bucket (%)",
-                 out / "table4.png", "+.1f", "RdBu", True)
+                 out / "table4.png", "+.1f", "RdBu", True, "GenCO's calibrated-sCTR lift over uniform (%)")
     return {k: v for k, v in payload.items() if k != "runs"} | {"text": text, "out": str(out)}
 
 
 def format_reproduce(report: dict[str, Any]) -> str:
-    return report["text"] + f"\nwrote results.md, results.json, PNGs and submissions/ to {report['out']}"
+    text = report["text"] + f"\nwrote results.md, results.json, PNGs and submissions/ to {report['out']}"
+    if report.get("quick"):
+        text += f"\n{QUICK_NOTE}"
+    return text

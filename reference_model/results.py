@@ -10,9 +10,15 @@ from typing import Any
 import numpy as np
 
 from genco_data.format.components import COMPONENTS, bucket_labels
-from reference_model.reproduce_config import ABLATIONS, LABELS, ReproduceConfig
+from reference_model.reproduce_config import ABLATIONS, LABELS, QUICK_SEEDS, SETTINGS, ReproduceConfig
 
-__all__ = ["aggregate", "render_markdown"]
+__all__ = ["aggregate", "render_markdown", "QUICK_NOTE"]
+
+#: What a quick reproduce is for, said in its output and at the top of its results.md.
+QUICK_NOTE = (f"Quick mode (`--quick`) is a smoke run, not a ranking: {SETTINGS['quick']['epochs']} epoch(s) on the most recent "
+              f"{SETTINGS['quick']['max_rows']:,} train rows and at most {QUICK_SEEDS} seeds check that every method trains, "
+              "predicts and evaluates end to end; the methods are trained far too little for their differences to mean "
+              "anything. Rank methods with the full run (`genco reproduce --data RELEASE --seeds 5`).")
 
 
 def _ms(values: list[float | None], scale: float = 100.0) -> dict[str, Any]:
@@ -25,7 +31,8 @@ def _ms(values: list[float | None], scale: float = 100.0) -> dict[str, Any]:
 def _fmt(m: dict[str, Any], signed: bool = True, digits: int = 2) -> str:
     if m["mean"] is None:
         return "–"
-    return f"{m['mean']:{'+' if signed else ''}.{digits}f} ± {m['std']:.{digits}f}"
+    spread = "n/a (1 seed)" if m.get("n") == 1 else f"{m['std']:.{digits}f}"
+    return f"{m['mean']:{'+' if signed else ''}.{digits}f} ± {spread}"
 
 
 def aggregate(results: list[dict[str, Any]], methods: tuple[str, ...]) -> dict[str, Any]:
@@ -88,8 +95,9 @@ def render_markdown(agg: dict[str, Any], cfg: ReproduceConfig, seconds: float, f
     st = cfg.settings()
     t = agg["truth"]
     lines = [
-        "# GenCO reference results",
+        "# GenCO reference results" + (" — quick mode (smoke run, not a ranking)" if cfg.quick else ""),
         "",
+        *([f"> **{QUICK_NOTE}**", ""] if cfg.quick else []),
         f"Release `{cfg.data}`; {cfg.n_seeds} seed(s) per method; {'quick' if cfg.quick else 'full'} settings: "
         f"{st['optimizer']} lr {st['lr']:g}, {st['epochs']} epoch(s), batch 1024, chronological order"
         + (f", most recent {st['max_rows']:,} train rows" if st["max_rows"] else "") + f"; wall time {seconds / 60:.1f} min.",

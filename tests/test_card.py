@@ -337,3 +337,88 @@ def test_cli_card_errors_are_one_line(synthetic, tmp_path, capsys, argv, message
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("genco card: error: ") and message in err
+
+
+# ---------------------------------------------------------------- a card ready to publish (issue #17)
+def _with_source(manifest, **parameters):
+    src = manifest.source.model_copy(update={"generator": "genco_data.synth 0.1.0", "seed": parameters.get("seed", 0),
+                                             "parameters": parameters})
+    return manifest.model_copy(update={"source": src})
+
+
+def test_the_changelog_is_true_for_the_seed_and_settings_used(synthetic):
+    from genco_data.card.changelog import changelog_markdown, settings_differences
+    from genco_data.synth.config import SynthConfig
+
+    m = Release.open(synthetic).manifest
+    default = json.loads(json.dumps(SynthConfig().to_dict()))
+    same = _with_source(m, **default)
+    assert settings_differences(same) == []
+    assert "`genco synth` defaults, seed 0" in changelog_markdown(same)  # the package's history: its text is true here
+    seed3 = _with_source(m, **{**default, "seed": 3, "train_rows": 1000})
+    assert settings_differences(seed3) == [("seed", 3, 0), ("train_rows", 1000, 200_000)]
+    text = changelog_markdown(seed3)
+    assert "seed 0" not in text and "defaults, seed" not in text
+    assert text.startswith("### 1.2.3 — generated with `genco synth`")
+    assert "with seed 3" in text and "`seed` = `3` (default `0`)" in text and "`train_rows` = `1000` (default `200000`)" in text
+
+
+def test_front_matter_has_hub_tasks_and_the_body_links_paper_and_code(synthetic):
+    from genco_data.card.front_matter import TASK_CATEGORIES, TASK_IDS
+
+    m = Release.open(synthetic).manifest
+    text = card.card_text(m, card.CardOptions(code_url="https://example.org/genco-data"))
+    meta = _front_matter(text)
+    assert meta["task_categories"] == TASK_CATEGORIES == ["reinforcement-learning", "tabular-classification"]
+    assert meta["task_ids"] == TASK_IDS
+    assert not any(t.startswith("arxiv") for t in meta["tags"])  # the Hub derives arxiv:<id> from the link below
+    assert "(https://arxiv.org/abs/2508.09730)" in text and "(https://huggingface.co/papers/2508.09730)" in text
+    assert "| code | [https://example.org/genco-data](https://example.org/genco-data) — `genco-data`" in text
+    # without a URL (none given, none in the package metadata) the card says how to give one
+    bare = card.card_text(m, card.CardOptions())
+    if card.package_code_url() is None:
+        assert "repository URL not set (`genco card --code-url URL`)" in bare
+    with pytest.raises(InvalidInputError, match="code url must be an http"):
+        card.CardOptions(code_url="javascript:alert(1)")
+
+
+def test_every_figure_has_a_caption_under_it(synthetic):
+    text = (synthetic / "README.md").read_text(encoding="utf-8")
+    for name in card.FIGURES:
+        image = f"![{'Candidates per component' if name == card.figures.FIGURE_CANDIDATES else 'CTR by day'}](figures/{name})"
+        after = text.split(image, 1)[1].lstrip("\n").split("\n", 1)[0]
+        assert after == f"*{card.CAPTIONS[name]}*"
+
+
+def test_pool_size_bins_are_bounded_whatever_the_pool_sizes():
+    counts = [0] * 40_001
+    counts[0], counts[3], counts[40_000] = 5, 10, 1
+    x, share, overflow = card.pool_size_bins(counts)
+    assert overflow and len(x) == card.MAX_EXACT_POOL + 1 and x[-1] == card.MAX_EXACT_POOL + 1
+    assert share[2] == pytest.approx(10 / 11) and share[-1] == pytest.approx(1 / 11) and share.sum() == pytest.approx(1)
+    x, share, overflow = card.pool_size_bins([4, 2, 2])
+    assert not overflow and list(x) == [1, 2] and list(share) == [0.5, 0.5]
+    assert card.pool_size_bins([7])[0].size == 0
+
+
+def test_a_huge_pool_costs_one_bar_not_one_per_size(tmp_path, monkeypatch):
+    """#16: one row with a 40 000-candidate pool drew 40 000 bars (~1.4 ms each); now at most MAX_EXACT_POOL + 1."""
+    from matplotlib.axes import Axes
+
+    from factories import set_cells
+
+    table = make_impressions(300, seed=5)
+    pool = [(1 << 41) + i for i in range(40_000)]
+    table = set_cells(table, "image_candidates", {0: pool})
+    table = set_cells(table, "image_exposed", {0: 7})
+    table = set_cells(table, "image_propensity", {0: 0.5})
+    write_parquet(table, tmp_path / "src" / "part-0.parquet")
+    rel = tmp_path / "rel"
+    build_release(BuildConfig(sources=[tmp_path / "src"], out=rel, version="1.0.0", test_start_day=TSD, sample_rows=50), progress=False)
+    bars: list[int] = []
+    real_bar = Axes.bar
+    monkeypatch.setattr(Axes, "bar", lambda self, x, *a, **k: (bars.append(len(x)), real_bar(self, x, *a, **k))[1])
+    card.render_card(rel)
+    data = card.figure_data(Release.open(rel))
+    assert len(data["pool_sizes"]["image"]["train"]) == 40_001  # the counts stay exact
+    assert bars and max(bars) <= card.MAX_EXACT_POOL + 1 and sum(bars) <= len(COMPONENTS) * (card.MAX_EXACT_POOL + 1)

@@ -558,3 +558,82 @@ def test_cli_validity_needs_a_world(wide, capsys):
     assert main(["evaluate", "--validity", "--data", str(root), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "world/" in err
+
+
+# ------------------------------------------------------------- effective sample size and reliability (#17)
+def test_every_estimate_carries_kish_n_eff_against_a_row_by_row_count(wide, world):
+    root, test, choices = wide
+    r = Evaluator(root, world=world).evaluate({"choices": choices})
+    n = pool_sizes(test)  # [R, K]
+    shown = np.stack([pc.fill_null(test.column(exposed_col(c)), -1).to_numpy() for c in COMPONENTS], axis=1)
+    match = (choices == shown) & (n > 0)
+    for j, cell in enumerate(r.components):
+        w = n[match[:, j], j].astype(float)
+        assert cell.calibrated.n_eff == pytest.approx(w.sum() ** 2 / (w * w).sum(), rel=1e-12)
+        assert cell.plain.n_eff == pytest.approx(match[:, j].sum())
+        assert cell.uniform.n_eff == pytest.approx((n[:, j] > 0).sum())
+        assert cell.lift.n_eff == pytest.approx(min(cell.calibrated.n_eff, cell.uniform.n_eff))
+    full = ((choices == shown) | (n == 0)).all(axis=1)
+    wc = np.prod(np.maximum(n[full], 1), axis=1).astype(float)
+    assert r.combination.calibrated.n_eff == pytest.approx(wc.sum() ** 2 / (wc * wc).sum(), rel=1e-12)
+    # NSCTR: Kish of the row weights I_m / S_m (ads with matched rows)
+    ad = test.column("ad_id").to_numpy()
+    j = 0
+    ads, inv = np.unique(ad, return_inverse=True)
+    I = np.bincount(inv, weights=(n[:, j] > 0).astype(float))
+    S = np.bincount(inv[match[:, j]], minlength=len(ads)).astype(float)
+    keep = S > 0
+    assert r.components[0].nsctr.n_eff == pytest.approx(I[keep].sum() ** 2 / (I[keep] ** 2 / S[keep]).sum(), rel=1e-12)
+
+
+def test_below_the_threshold_the_text_says_too_few_and_json_says_unreliable(wide, world):
+    root, test, choices = wide
+    result = Evaluator(root, world=world).evaluate({"choices": choices})
+    comb = result.combination.calibrated.n_eff
+    assert comb > 0
+    cut = EvalConfig(min_effective_rows=comb + 1)  # the combination falls below, the components stay above
+    assert min(c.calibrated.n_eff for c in result.components) > comb + 1
+    r = Evaluator(root, world=world, config=cut).evaluate({"choices": choices})
+    d = r.to_dict()
+    assert d["min_effective_rows"] == comb + 1
+    est = d["combination"]["calibrated_sctr"]
+    assert est["reliable"] is False and est["value"] is not None and est["ci_low"] is not None and est["n_eff"] == pytest.approx(comb)
+    assert d["combination"]["lift"]["reliable"] is False
+    assert all(d["components"][c]["calibrated_sctr"]["reliable"] is True for c in COMPONENTS)
+    line = next(l for l in r.format_table().splitlines() if l.startswith("combination"))
+    shown = f"{comb:,.0f}" if comb >= 10 else f"{comb:.1f}"
+    assert line.count(f"too few matched rows (n_eff = {shown})") == 2 and "[" not in line  # no interval printed
+    title = next(l for l in r.format_table().splitlines() if l.startswith("title "))
+    assert "too few" not in title and title.count("[") == 2  # reliable cells keep their intervals
+    # the default threshold: the documented constant
+    from genco_data.evaluate.results import MIN_EFFECTIVE_ROWS
+
+    assert EvalConfig().min_effective_rows == MIN_EFFECTIVE_ROWS == 200
+    with pytest.raises(ValueError, match="min_effective_rows"):
+        EvalConfig(min_effective_rows=-1)
+
+
+def test_the_text_report_never_prints_an_interval_for_an_unreliable_estimate(wide, world):
+    root, test, choices = wide
+    r = Evaluator(root, world=world, config=EvalConfig(min_effective_rows=400)).evaluate({"choices": choices}, bootstrap=5)
+    text = r.format_table()
+    flagged = [(c.name, e) for c in (*r.components, r.combination) for e in (c.calibrated, c.lift) if not e.reliable]
+    flagged += [(f"{c.name} {b.label}", b.lift) for c in r.components for b in c.buckets if not b.lift.reliable]
+    assert flagged, "the threshold should flag something in this small release"
+    main = text.split("bootstrap (percentile)")[0]
+    for c in (*r.components, r.combination):
+        row = next(l for l in main.splitlines() if l.startswith(f"{c.name} "))
+        assert row.count("too few matched rows (n_eff = ") == (not c.calibrated.reliable) + (not c.lift.reliable)
+        assert row.count("[") == c.calibrated.reliable + c.lift.reliable  # an interval only where reliable
+    buckets = text.split("lift vs uniform by candidate count")[1]
+    for c in r.components:
+        row = next(l for l in buckets.splitlines() if l.startswith(f"{c.name} "))
+        for b in c.buckets:
+            if not b.lift.reliable:
+                assert f"{b.label} too few matched rows (n_eff = " in row
+            else:
+                assert re.search(re.escape(b.label) + r" [+-]\d+\.\d+% \+-\d+\.\d+% \(n_eff [\d,]+\)", row), (b.label, row)
+    bootstrap = text.split("bootstrap (percentile)")[1].split("lift vs uniform by candidate count")[0]
+    for c in (*r.components, r.combination):
+        row = next(l for l in bootstrap.splitlines() if l.startswith(c.name))
+        assert ("too few" in row) == (not c.calibrated.reliable or not c.lift.reliable)

@@ -622,7 +622,8 @@ def test_corpus(case: Case, base: pa.Table, tmp_path: Path, capsys) -> None:
         _nothing_left(out)
         if case.cli:
             rc, stdout, err = _cli(sources, out_cli, capsys)
-            assert rc == 2 and stdout == ""
+            assert rc == 2 and json.loads(stdout) == {"error": err.split(": error: ", 1)[1].strip(), "kind": case.outcome.error.__name__,
+                                                       "exit_code": 2}  # --json: the failure envelope (#17)
             assert err.count("\n") == 1 and err.startswith("genco build: error: "), err
             assert "Traceback" not in err
             assert re.search(case.outcome.pattern, err), err

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from genco_data.card.changelog import _SYNTH_GENERATOR, changelog_markdown
-from genco_data.card.figures import FIGURE_CANDIDATES, FIGURE_CTR, figure_data, render_figures
+from genco_data.card.figures import CAPTIONS, FIGURE_CANDIDATES, FIGURE_CTR, FIGURES, figure_data, render_figures
 from genco_data.card.front_matter import LICENSE_RAW, LICENSE_SYNTHETIC, PRETTY_NAME, _license, card_front_matter
 from genco_data.card.options import CardOptions
 from genco_data.format.components import (
@@ -265,6 +265,30 @@ def _license_note(license_id: str, manifest: Manifest) -> str:
     return "see License"
 
 
+def package_code_url() -> str | None:
+    """The code repository of the installed ``genco-data`` (its ``Repository`` / ``Source`` / ``Homepage``
+    project URL from the package metadata, i.e. ``[project.urls]`` in pyproject.toml), or None."""
+    from importlib import metadata
+
+    try:
+        urls = metadata.metadata("genco-data").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return None
+    found = {}
+    for item in urls:
+        label, _, url = item.partition(",")
+        found[label.strip().lower()] = url.strip()
+    return next((found[k] for k in ("repository", "source", "code", "homepage") if found.get(k)), None)
+
+
+def _code_line(options: CardOptions) -> str:
+    url = options.code_url or package_code_url()
+    what = "`genco-data` (Apache-2.0): builder, loaders, evaluator, reference model — `pip install genco-data`"
+    if url is None:
+        return what + "; repository URL not set (`genco card --code-url URL`)"
+    return f"[{_cell(url)}]({url}) — " + what
+
+
 def _template() -> str:
     return resources.files("genco_data.card").joinpath("templates", _TEMPLATE).read_text(encoding="utf-8")
 
@@ -319,6 +343,7 @@ def card_text(manifest: Manifest, options: CardOptions | None = None, data: dict
         "source_line": source_line,
         "license": license_id,
         "license_note": _license_note(license_id, m),
+        "code_line": _code_line(options),
         "repo_id": options.repo_id or REPO_PLACEHOLDER,
         "repo_note": (
             "" if options.repo_id else f"(`{REPO_PLACEHOLDER}`: the Hub id this release is published under.)\n\n"
@@ -337,6 +362,8 @@ def card_text(manifest: Manifest, options: CardOptions | None = None, data: dict
         "figures_href": options.figures_href,
         "figure_candidates": FIGURE_CANDIDATES,
         "figure_ctr": FIGURE_CTR,
+        "caption_candidates": CAPTIONS[FIGURE_CANDIDATES],
+        "caption_ctr": CAPTIONS[FIGURE_CTR],
         "logging_section": _logging_section(m),
         "truncation_rule": TRUNCATION_RULE,
         "provenance": _provenance(m),
@@ -352,15 +379,26 @@ def card_text(manifest: Manifest, options: CardOptions | None = None, data: dict
     return "---\n" + card_front_matter(m, options) + "---\n\n" + body
 
 
-def render_card(release_path: str | Path, options: CardOptions | None = None) -> Path:
-    """Write ``<release>/README.md`` and ``<release>/figures/*.png`` from the release; returns the card's path."""
+def render_card(release_path: str | Path, options: CardOptions | None = None, progress: bool = False) -> Path:
+    """Write ``<release>/README.md`` and ``<release>/figures/*.png`` from the release; returns the card's path.
+    ``progress`` draws a tqdm bar (stderr): one step per data shard read, per figure and for the text."""
+    from tqdm import tqdm
+
     options = options or CardOptions()
     rel = Release.open(release_path)
-    data = figure_data(rel)
-    render_figures(rel, rel.root / FIGURES_DIR, data)
-    text = card_text(rel.manifest, options, data)
-    path = rel.root / CARD_NAME
-    write_text_atomic(path, text)
+    changelog_markdown(rel.manifest, options)  # a bad --changelog is a one-line error before any work (or bar)
+    shards = sum(len(rel.data_files(CONFIGS[0], s)) for s in SPLITS)
+    with tqdm(total=shards + len(FIGURES) + 1, desc="genco card", unit="step", disable=not progress, leave=False) as bar:
+        bar.set_postfix_str("reading the data")
+        data = figure_data(rel, bar)
+        bar.set_postfix_str("figures")
+        render_figures(rel, rel.root / FIGURES_DIR, data)
+        bar.update(len(FIGURES))
+        bar.set_postfix_str(CARD_NAME)
+        text = card_text(rel.manifest, options, data)
+        path = rel.root / CARD_NAME
+        write_text_atomic(path, text)
+        bar.update()
     return path
 
 
@@ -370,6 +408,7 @@ __all__ = [
     "schema_table",
     "stats_table",
     "fill_template",
+    "package_code_url",
     "FIGURES_DIR",
     "TRUNCATION_RULE",
     "CITATION",

@@ -4,8 +4,16 @@
 ``impressions`` the default) and ``dataset_info`` (per config: the Features of
 :func:`~genco_data.format.arrow.impressions_features`, splits with ``num_examples`` from the manifest), built
 with ``datasets``' own ``MetadataConfigs`` and ``DatasetInfosDict`` into a ``huggingface_hub.DatasetCardData``
-so the YAML is exactly what those libraries parse back; plus ``license``, ``pretty_name``, ``size_categories``
-and ``tags``. ``num_bytes`` / ``download_size`` / ``dataset_size`` are the Parquet files' sizes on disk.
+so the YAML is exactly what those libraries parse back; plus ``license``, ``pretty_name``, ``size_categories``,
+``task_categories`` / ``task_ids`` and ``tags``.
+
+**Tasks** (the Hub's list, ``huggingface.js`` ``packages/tasks/src/pipelines.ts``): ``reinforcement-learning``
+(a logged contextual-bandit dataset for off-policy learning and evaluation) and ``tabular-classification``
+with its ``tabular-multi-class-classification`` subtask (click prediction from tabular ids: the two-class
+case; the Hub lists no binary subtask). **Paper**: the Hub has no YAML key for it — it reads the arXiv link in
+the card body (https://arxiv.org/abs/2508.09730) and adds the ``arxiv:2508.09730`` tag and the paper page link
+itself (https://huggingface.co/docs/hub/paper-pages); an ``arxiv:`` entry written into ``tags`` by hand is
+what the Hub's guidelines ask to remove, so none is written here. ``num_bytes`` / ``download_size`` / ``dataset_size`` are the Parquet files' sizes on disk.
 
 **License** (``CardOptions.license``): synthetic releases default to ``cc-by-4.0`` (the simulator's output
 is ours to license; attribution = the citation in the card); releases built from raw exports default to
@@ -20,6 +28,8 @@ from genco_data.release import DATA_DIR, data_glob
 
 PRETTY_NAME = "GenCO creative-optimization impressions"
 TAGS = ["recommendation", "creative-optimization", "bandit", "off-policy-evaluation"]
+TASK_CATEGORIES = ["reinforcement-learning", "tabular-classification"]
+TASK_IDS = ["tabular-multi-class-classification"]
 LICENSE_SYNTHETIC = "cc-by-4.0"
 LICENSE_RAW = "unknown"
 
@@ -60,6 +70,8 @@ def card_front_matter(manifest: Manifest, options: CardOptions | None = None) ->
         license=_license(manifest, options),
         pretty_name=PRETTY_NAME,
         size_categories=[_size_category(rows)],
+        task_categories=list(TASK_CATEGORIES),
+        task_ids=list(TASK_IDS),
         tags=list(TAGS) + (["synthetic"] if manifest.source.kind == "synthetic" else []),
     )
     configs = {}
@@ -84,4 +96,4 @@ def card_front_matter(manifest: Manifest, options: CardOptions | None = None) ->
     return data.to_yaml() + "\n"
 
 
-__all__ = ["card_front_matter", "PRETTY_NAME", "TAGS", "LICENSE_SYNTHETIC", "LICENSE_RAW"]
+__all__ = ["card_front_matter", "PRETTY_NAME", "TAGS", "TASK_CATEGORIES", "TASK_IDS", "LICENSE_SYNTHETIC", "LICENSE_RAW"]

@@ -1,7 +1,7 @@
 """What the card needs beyond the release itself: :class:`CardOptions` (``genco card`` fills one in).
 
 Each field's default is resolved where it is used: ``license`` in :mod:`~genco_data.card.front_matter`,
-``changelog`` in :mod:`~genco_data.card.changelog`, ``repo_id`` and ``figures_href`` in
+``changelog`` in :mod:`~genco_data.card.changelog`, ``repo_id``, ``figures_href`` and ``code_url`` in
 :mod:`~genco_data.card.card`.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from genco_data.errors import InvalidInputError
 from genco_data.release import FIGURES_DIR
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/%+#?=&-]*)?$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class CardOptions:
     changelog: Path | None = None  # Markdown with "## X.Y.Z — title" sections; None: see the module docstring
     license: str | None = None  # Hub license id; None: cc-by-4.0 (synthetic) / unknown (raw)
     figures_href: str = FIGURES_DIR  # how the card links its figures (DATASET_CARD.md: cards/figures)
+    code_url: str | None = None  # the code repository the card links; None: the package's Repository project URL
 
     def __post_init__(self) -> None:
         if self.repo_id is not None and not _REPO_ID.match(self.repo_id):
@@ -32,6 +34,8 @@ class CardOptions:
             object.__setattr__(self, "changelog", Path(self.changelog))
         if self.license is not None and not re.match(r"^[a-z0-9][a-z0-9.+-]*$", self.license):
             raise InvalidInputError(f"license must be a Hub license id like cc-by-4.0, got {self.license!r}")
+        if self.code_url is not None and not _HTTP_URL.match(self.code_url):
+            raise InvalidInputError(f"code url must be an http(s) URL without spaces, got {self.code_url!r}")
         if not self.figures_href or self.figures_href.startswith("/") or self.figures_href.endswith("/"):
             raise InvalidInputError(f"figures_href must be a relative folder without a trailing '/', got {self.figures_href!r}")
 

@@ -38,7 +38,15 @@ from genco_data.evaluate.predictions import (
     _load_predictions,
     _read_test_split,
 )
-from genco_data.evaluate.results import BucketResult, CellResult, Estimate, EvaluationResult, Truth, TruthSummary
+from genco_data.evaluate.results import (
+    MIN_EFFECTIVE_ROWS,
+    BucketResult,
+    CellResult,
+    Estimate,
+    EvaluationResult,
+    Truth,
+    TruthSummary,
+)
 from genco_data.evaluate.truth import _AUTO, WorldTruth, load_world, read_requests
 from genco_data.format.arrow import predictions_schema
 from genco_data.format.components import COMPONENTS, bucket_labels
@@ -62,6 +70,7 @@ class EvalConfig:
     batch_rows: int = 1 << 20  # rows per Arrow batch while streaming the test split
     validity_components: bool = True  # metric_validity: also per-component truths (6 world calls per policy)
     validity_samples: int = 4  # metric_validity: Monte-Carlo draws per row of each per-component truth
+    min_effective_rows: float = MIN_EFFECTIVE_ROWS  # below this n_eff an estimate is flagged reliable = False
 
     def __post_init__(self) -> None:
         if self.max_bytes <= 0:
@@ -70,6 +79,8 @@ class EvalConfig:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
         if min(self.truth_samples, self.batch_rows, self.validity_samples) < 1:
             raise ValueError("truth_samples, validity_samples and batch_rows must be >= 1")
+        if not self.min_effective_rows >= 0:
+            raise ValueError(f"min_effective_rows must be >= 0, got {self.min_effective_rows}")
 
 
 def _expected_input_format(max_bytes: int = DEFAULT_MAX_BYTES) -> str:
@@ -93,9 +104,10 @@ def _expected_input_format(max_bytes: int = DEFAULT_MAX_BYTES) -> str:
 
 _EXPECTED_OUTPUT_FORMAT = """EvaluationResult.metrics() -> {name: float}, names:
   calibrated_sctr/<component|combination>, plain_sctr/..., nsctr/..., uniform_ctr/..., lift/...
-  (and <name>/ci_low, <name>/ci_high); lift/<component>/<bucket label> for Table 4;
+  (and <name>/ci_low, <name>/ci_high, <name>/n_eff); lift/<component>/<bucket label> for Table 4;
   truth/policy, truth/uniform, truth/oracle, truth/headroom_captured on synthetic releases.
-EvaluationResult.to_dict() nests the same with standard errors, bootstrap intervals, counts,
+EvaluationResult.to_dict() nests the same with standard errors, bootstrap intervals, counts, each
+estimate's effective sample size n_eff and reliable flag (n_eff >= EvalConfig.min_effective_rows),
 dataset_version and the manifest.json sha256."""
 
 
@@ -153,26 +165,38 @@ class Evaluator:
         order, -1 where the pool is empty. Raises :class:`PredictionsError` (one line) on any violation."""
         return self._choices(predictions).T.astype(np.int64)
 
-    def evaluate(self, predictions: Any, bootstrap: int = 0, seed: int = 0) -> EvaluationResult:
-        """Every metric of the policy in ``predictions`` with its interval and, on synthetic releases, its truth."""
+    def evaluate(self, predictions: Any, bootstrap: int = 0, seed: int = 0, progress: bool = False) -> EvaluationResult:
+        """Every metric of the policy in ``predictions`` with its interval and, on synthetic releases, its truth.
+        ``progress`` draws a tqdm bar (stderr) over the steps after the input checks (estimates, bootstrap,
+        the world's truths — the slow part on a synthetic release)."""
         if bootstrap < 0:
             raise InvalidInputError(f"bootstrap must be >= 0, got {bootstrap}")
         label = "<arrays>" if isinstance(predictions, Mapping) else "<table>" if isinstance(predictions, pa.Table) else str(predictions)
-        choices = self._choices(predictions)
-        log, z, conf = self.log, M.z_value(self.config.confidence), self.config.confidence
-        matches = M.match(log, choices)
-        est = M.estimates(M.sufficient_stats(log, matches), z)
-        ns_val, ns_se = M.nsctr(log, matches)
-        boot = None
-        if bootstrap:
-            samples = M.bootstrap(log, matches, bootstrap, np.random.default_rng(seed))
-            boot = {name: M.bootstrap_summary(s, conf) for name, s in samples.items()}
-        truth, truths = self._truth(choices, seed) if self.world is not None else (None, {})
+        choices = self._choices(predictions)  # every input check first: a mistake is one line, no bar
+        world = self.world
+        from tqdm import tqdm
+
+        steps = 1 + (1 if bootstrap else 0) + (0 if world is None else WorldTruth.STEPS)
+        with tqdm(total=steps, desc="genco evaluate", unit="step", disable=not progress, leave=False) as bar:
+            log, z, conf = self.log, M.z_value(self.config.confidence), self.config.confidence
+            matches = M.match(log, choices)
+            bar.set_postfix_str("estimates")
+            est = M.estimates(M.sufficient_stats(log, matches), z)
+            ns_val, ns_se, ns_neff = M.nsctr(log, matches, with_neff=True)
+            bar.update()
+            boot = None
+            if bootstrap:
+                bar.set_postfix_str(f"bootstrap x{bootstrap}")
+                samples = M.bootstrap(log, matches, bootstrap, np.random.default_rng(seed))
+                boot = {name: M.bootstrap_summary(s, conf) for name, s in samples.items()}
+                bar.update()
+            truth, truths = self._truth(choices, seed, bar) if world is not None else (None, {})
+        floor = self.config.min_effective_rows
 
         def e(name: str, row: int, col: int = M.ALL) -> Estimate:
             b = None if boot is None else tuple(a[row, col] for a in boot[name])
             return Estimate.of(est[name][row, col], est[f"{name}_se"][row, col], est[f"{name}_lo"][row, col], est[f"{name}_hi"][row, col],
-                               "log-score+delta" if name == "lift" else "score", b)
+                               "log-score+delta" if name == "lift" else "score", b, n_eff=est[f"{name}_neff"][row, col], min_n_eff=floor)
 
         def cell(row: int, name: str) -> CellResult:
             b = None if boot is None else tuple(a[row] for a in boot["nsctr"])
@@ -185,7 +209,8 @@ class Evaluator:
                 )
             return CellResult(name, int(est["rows"][row, M.ALL]), int(est["matched"][row, M.ALL]), e("calibrated", row), e("plain", row),
                               e("uniform", row), e("lift", row),
-                              Estimate.of(ns_val[row], ns_se[row], ns_val[row] - z * ns_se[row], ns_val[row] + z * ns_se[row], "cluster-delta", b),
+                              Estimate.of(ns_val[row], ns_se[row], ns_val[row] - z * ns_se[row], ns_val[row] + z * ns_se[row], "cluster-delta", b,
+                                          n_eff=ns_neff[row], min_n_eff=floor),
                               buckets, truths.get(row))
 
         m = self.release.manifest
@@ -194,7 +219,7 @@ class Evaluator:
             manifest_sha256=self.manifest_sha256, predictions=label, test_rows=log.rows, mean_click=float(log.y.mean()),
             confidence=conf, bootstrap=int(bootstrap), seed=int(seed),
             components=tuple(cell(j, c) for j, c in enumerate(COMPONENTS)), combination=cell(M.COMB, "combination"),
-            truth=truth, notes=tuple(self.notes),
+            truth=truth, notes=tuple(self.notes), min_effective_rows=floor,
         )
 
     @property
@@ -210,10 +235,10 @@ class Evaluator:
         table, src = _load_predictions(predictions, self.config.max_bytes)
         return _choices_from_table(table, src, self.split)
 
-    def _truth(self, choices: np.ndarray, seed: int) -> tuple[TruthSummary, dict[int, Truth]]:
+    def _truth(self, choices: np.ndarray, seed: int, bar: Any = None) -> tuple[TruthSummary, dict[int, Truth]]:
         if self._world_truth is None:
             self._world_truth = WorldTruth(self.world, self.requests, self.log, self.config.truth_samples)
-        return self._world_truth.truth(choices, seed)
+        return self._world_truth.truth(choices, seed, bar)
 
 
 __all__ = [

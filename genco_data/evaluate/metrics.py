@@ -285,6 +285,15 @@ def lift_interval(r, r_lo, r_hi, r_se, u, lift, lift_se, z: float):
     return lo, hi
 
 
+def effective_size(W1, W2):
+    """Kish's effective sample size of a weighted mean, ``n_eff = (Σ w)² / Σ w²`` over the matched rows
+    (``W1 = Σ w m``, ``W2 = Σ w² m``): the number of equally weighted rows that would give the same variance.
+    Weight 1 (plain sCTR) gives the matched count; the calibrated sCTR's weights n (Π n for the combination)
+    give fewer, often far fewer. 0 where nothing matched."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.asarray(W2) > 0, np.asarray(W1, dtype=np.float64) ** 2 / W2, 0.0)
+
+
 #: Names of the per-cell estimates :func:`estimates` returns (each [K+1, 4], plus ``_se``, ``_lo``, ``_hi``).
 ESTIMATES = ("calibrated", "plain", "uniform", "lift")
 
@@ -292,8 +301,9 @@ ESTIMATES = ("calibrated", "plain", "uniform", "lift")
 def estimates(stats: Stats, z: float = 1.959963984540054) -> dict[str, np.ndarray]:
     """Point estimates per cell [K+1 (components, combination), 4 (buckets, all)]: ``calibrated``,
     ``plain``, ``uniform`` (mean click on the same rows), ``lift`` (calibrated / uniform − 1); each with
-    ``<name>_se`` (delta method) and ``<name>_lo`` / ``<name>_hi`` (score interval; log-scale hybrid for the
-    lift); plus ``matched`` and ``rows`` (counts)."""
+    ``<name>_se`` (delta method), ``<name>_lo`` / ``<name>_hi`` (score interval; log-scale hybrid for the
+    lift) and ``<name>_neff`` (:func:`effective_size`; the lift's is the smaller of its numerator's and
+    denominator's); plus ``matched`` and ``rows`` (counts)."""
     mom, pres = _cells(stats)
     cnt, s1, s2 = mom[..., 0], mom[..., 1], mom[..., 2]  # [K+1, 4, 2 click]
     W1, Wy, W2, W2y = s1.sum(-1), s1[..., 1], s2.sum(-1), s2[..., 1]
@@ -304,7 +314,9 @@ def estimates(stats: Stats, z: float = 1.959963984540054) -> dict[str, np.ndarra
     for name, (a1, ay, a2, a2y) in {"calibrated": (W1, Wy, W2, W2y), "plain": (M, My, M, My), "uniform": (N, Sy, N, Sy)}.items():
         out[name], out[f"{name}_se"] = _ratio(a1, ay, a2, a2y, R)
         out[f"{name}_lo"], out[f"{name}_hi"] = wilson_interval(a1, ay, a2, R, z)
+        out[f"{name}_neff"] = effective_size(a1, a2)
     out["lift"], out["lift_se"] = _lift(W1, Wy, W2, W2y, N, Sy, R)
+    out["lift_neff"] = np.fmin(out["calibrated_neff"], out["uniform_neff"])  # the scarcer of its two ratios
     out["lift_lo"], out["lift_hi"] = lift_interval(out["calibrated"], out["calibrated_lo"], out["calibrated_hi"], out["calibrated_se"],
                                                    out["uniform"], out["lift"], out["lift_se"], z)
     out["matched"], out["rows"] = M, N
@@ -312,9 +324,11 @@ def estimates(stats: Stats, z: float = 1.959963984540054) -> dict[str, np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------- NSCTR
-def nsctr(log: UniformLog, matches: Matches, ad_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def nsctr(log: UniformLog, matches: Matches, ad_weights: np.ndarray | None = None, with_neff: bool = False):
     """NSCTR (JD, "Parallel Ranking of Ads and Creatives in Real-Time Advertising Systems", AAAI 2024,
-    Algorithm 1) per component and for the combination -> (value [K+1], se [K+1]).
+    Algorithm 1) per component and for the combination -> (value [K+1], se [K+1]), and with ``with_neff``
+    also n_eff [K+1]: Kish's size of the equivalent row weighting (each matched row of ad m weighs
+    ``I_m / S_m``), ``(Σ_m I_m)² / Σ_m I_m² / S_m``.
 
     For ad m: ``I_m`` = its test rows (having the component), ``S_m`` = its matched rows, ``C_m`` = clicks
     on them. ``NSCTR = Σ_m I_m · C_m / S_m / Σ_m I_m`` — each ad's replay CTR weighted by its impressions.
@@ -326,6 +340,7 @@ def nsctr(log: UniformLog, matches: Matches, ad_weights: np.ndarray | None = Non
     A = log.n_ads
     val = np.full(K + 1, np.nan)
     se = np.full(K + 1, np.nan)
+    neff = np.zeros(K + 1)
     for j in range(K + 1):
         idx = matches.idx[j] if j < K else matches.comb
         both = np.bincount(2 * log.ad_index[idx] + log.y[idx], minlength=2 * A).reshape(A, 2)  # [ad, click]
@@ -340,11 +355,12 @@ def nsctr(log: UniformLog, matches: Matches, ad_weights: np.ndarray | None = Non
             continue
         v = float((I * r_m).sum() / tot)  # plain sums: BLAS threads cost more than they save here
         val[j] = v
+        neff[j] = tot * tot / float((I * I / S[sel]).sum())
         a = len(sel)
         if a > 1:
             z = I * (r_m - v)
             se[j] = np.sqrt(a / (a - 1) * (z * z).sum()) / tot
-    return val, se
+    return (val, se, neff) if with_neff else (val, se)
 
 
 # ------------------------------------------------------------------------------------------ bootstrap
@@ -454,6 +470,7 @@ __all__ = [
     "bootstrap",
     "bootstrap_summary",
     "bucket_index",
+    "effective_size",
     "estimates",
     "kendall_tau_b",
     "match",

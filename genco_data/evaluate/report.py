@@ -24,39 +24,70 @@ def _ci(e: Any, signed: bool = False, boot: bool = False) -> str:
     return f"[{_pct(lo, signed)}, {_pct(hi, signed)}]"
 
 
+def _neff(x: float) -> str:
+    return f"{x:,.0f}" if x >= 10 else f"{x:.1f}"
+
+
+def too_few(e: Any) -> str:
+    """What the text prints instead of an unreliable estimate's interval."""
+    return f"too few matched rows (n_eff = {_neff(e.n_eff)})"
+
+
+def _with_ci(e: Any, signed: bool = False, boot: bool = False) -> str:
+    """``value [lo, hi]``, or :func:`too_few` when the estimate is below the n_eff threshold."""
+    if not e.reliable:
+        return too_few(e)
+    return f"{_pct(e.value, signed)} {_ci(e, signed, boot)}" if not boot else _ci(e, signed, boot)
+
+
+def _point(e: Any, signed: bool = False) -> str:
+    """A point value without interval; ``*`` marks one below the n_eff threshold (footnote under the table)."""
+    return _pct(e.value, signed) + ("*" if not e.reliable and e.value is not None and math.isfinite(e.value) else "")
+
+
 def _format_result(r: Any) -> str:
     level = f"{r.confidence * 100:g}%"
+    floor = _neff(r.min_effective_rows)
     lines = [
         f"release {r.dataset_version} (format {r.format_version}, manifest sha256 {r.manifest_sha256[:12]}) - {r.release}",
         f"predictions {r.predictions}; test split {r.test_rows:,} uniform-logged rows, mean click {_pct(r.mean_click)}",
         f"{level} intervals: score (Wilson, Kish effective size) for ratios, log-score + joint delta for lifts, cluster delta for NSCTR"
         + (f"; bootstrap cross-check: {r.bootstrap} resamples, seed {r.seed}" if r.bootstrap else ""),
+        f"n_eff = Kish effective sample size of the matched rows (weights n, or the product of n for the combination); "
+        f"below {floor} an estimate is too noisy to read and no interval is printed",
         "",
-        f"{'':<20}{'rows':>10}{'matched':>9}  {'calibrated sCTR [' + level + ' CI]':<34}{'plain sCTR':>11}{'NSCTR':>9}"
-        f"  {'lift vs uniform [' + level + ' CI]':<34}{'truth':>9}{'true lift':>10}",
+        f"{'':<20}{'rows':>10}{'matched':>9}{'n_eff':>9}  {'calibrated sCTR [' + level + ' CI]':<36}{'plain sCTR':>11}{'NSCTR':>10}"
+        f"  {'lift vs uniform [' + level + ' CI]':<36}{'truth':>9}{'true lift':>10}",
     ]
+    unreliable_points = False
     for c in (*r.components, r.combination):
         t = c.truth
+        unreliable_points |= not (c.plain.reliable and c.nsctr.reliable)
         lines.append(
-            f"{c.name:<20}{c.rows:>10,}{c.matched:>9,}  {_pct(c.calibrated.value) + ' ' + _ci(c.calibrated):<34}{_pct(c.plain.value):>11}"
-            f"{_pct(c.nsctr.value):>9}  {_pct(c.lift.value, True) + ' ' + _ci(c.lift, True):<34}"
+            f"{c.name:<20}{c.rows:>10,}{c.matched:>9,}{_neff(c.calibrated.n_eff):>9}  {_with_ci(c.calibrated):<36}{_point(c.plain):>11}"
+            f"{_point(c.nsctr):>10}  {_with_ci(c.lift, True):<36}"
             f"{_pct(t.value if t else None):>9}{_pct(t.lift if t else None, True):>10}"
         )
+    if unreliable_points:
+        lines.append(f"* n_eff below {floor}: too few matched rows to read this point estimate")
     if r.bootstrap:
         lines += ["", f"bootstrap (percentile) vs reported {level} intervals",
-                  f"{'':<20}{'calibrated sCTR: reported':<34}{'bootstrap':<34}{'lift: reported':<34}bootstrap"]
+                  f"{'':<20}{'calibrated sCTR: reported':<36}{'bootstrap':<36}{'lift: reported':<36}bootstrap"]
         for c in (*r.components, r.combination):
-            lines.append(f"{c.name:<20}{_ci(c.calibrated):<34}{_ci(c.calibrated, boot=True):<34}{_ci(c.lift, True):<34}{_ci(c.lift, True, True)}")
-    lines += ["", "lift vs uniform by candidate count (Table 4: [<3, 3-5, >5] title/image/marketing, [<4, 4-8, >8] others), +- half CI width"]
-    lines.append(f"{'bucket':<10}" + "".join(f"{c.name:>22}" for c in r.components))
-    for k, lab in enumerate(("low", "mid", "high")):
+            lines.append(f"{c.name:<20}{_with_ci(c.calibrated):<36}{_with_ci(c.calibrated, boot=True):<36}"
+                         f"{_with_ci(c.lift, True):<36}{_with_ci(c.lift, True, True)}")
+    lines += ["", "lift vs uniform by candidate count (Table 4: [<3, 3-5, >5] title/image/marketing, [<4, 4-8, >8] others), "
+              "+- half CI width, n_eff"]
+    lines.append(f"{'':<20}" + "".join(f"{lab:<40}" for lab in ("low", "mid", "high")).rstrip())
+    for c in r.components:
         cells = []
-        for c in r.components:
-            b = c.buckets[k]
+        for b in c.buckets:
             half = (b.lift.ci_high - b.lift.ci_low) / 2
-            ok = b.matched and math.isfinite(b.lift.value) and math.isfinite(half)
-            cells.append(f"{b.label:>5} {_pct(b.lift.value, True, 2)} +-{_pct(half, False, 2)}" if ok else f"{b.label:>5} n/a")
-        lines.append(f"{lab:<10}" + "".join(f"{s:>22}" for s in cells))
+            if not b.lift.reliable or not math.isfinite(half):
+                cells.append(f"{b.label} {too_few(b.lift)}")
+            else:
+                cells.append(f"{b.label} {_pct(b.lift.value, True, 2)} +-{_pct(half, False, 2)} (n_eff {_neff(b.lift.n_eff)})")
+        lines.append(f"{c.name:<20}" + "".join(f"{s:<40}" for s in cells).rstrip())
     if r.truth is not None:
         t = r.truth
         lines += ["", f"truth (simulator world): policy {_pct(t.policy)}, uniform {_pct(t.uniform)} (+-{_pct(t.uniform_se, digits=4)} MC), "
@@ -85,4 +116,4 @@ def format_validity(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["format_validity"]
+__all__ = ["format_validity", "too_few"]

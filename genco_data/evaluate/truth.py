@@ -53,6 +53,9 @@ class WorldTruth:
     samples: int  # Monte-Carlo draws per row (EvalConfig.truth_samples)
     _cache: dict[Any, Any] = field(default_factory=dict)
 
+    #: Progress steps of :meth:`truth`: the policy, uniform, the oracle, then each component.
+    STEPS = 3 + K
+
     def uniform_truth(self, j: int | None, seed: int) -> tuple[float, float]:
         """The uniform policy's true CTR on all rows (j None) or on the rows having component j (cached)."""
         key = ("uniform", j, seed)
@@ -62,25 +65,42 @@ class WorldTruth:
             self._cache[key] = (float(v), float(se))
         return self._cache[key]
 
-    def truth(self, choices: np.ndarray, seed: int) -> tuple[TruthSummary, dict[int, Truth]]:
+    def truth(self, choices: np.ndarray, seed: int, bar: Any = None) -> tuple[TruthSummary, dict[int, Truth]]:
         """choices int [K, R] -> the summary (policy, uniform, oracle, headroom) and the Truth of each cell
-        (row of the per-cell arrays: components 0..K-1, ``metrics.COMB``); components no row has are left out."""
+        (row of the per-cell arrays: components 0..K-1, ``metrics.COMB``); components no row has are left out.
+        ``bar`` (a tqdm bar, optional) advances by :data:`STEPS` in all."""
         world, req, log = self.world, self.requests, self.log
+
+        def step(what: str) -> None:
+            if bar is not None:
+                bar.set_postfix_str(what)
+
+        def done() -> None:
+            if bar is not None:
+                bar.update()
+
         ch = np.ascontiguousarray(choices.T, dtype=np.int64)  # [R, K]
+        step("truth: policy")
         policy = float(world.policy_value(req, ch))
+        done()
+        step("truth: uniform")
         uni, uni_se = self.uniform_truth(None, seed)
+        done()
+        step("truth: oracle")
         if "oracle" not in self._cache:
             self._cache["oracle"] = float(np.mean(world.optimum(req)[1]))
         oracle = self._cache["oracle"]
+        done()
         head = (policy - uni) / (oracle - uni) if oracle > uni else float("nan")
         truths = {M.COMB: Truth(policy, 0.0, uni, uni_se)}
         for j in range(K):
             mask = log.present[j]
-            if not mask.any():
-                continue
-            sub, sub_ch = (req, ch) if mask.all() else (req.filter(pa.array(mask)), ch[mask])
-            v, se = world.component_value(sub, sub_ch, j, n_samples=self.samples, seed=seed)
-            truths[j] = Truth(float(v), float(se), *self.uniform_truth(j, seed))
+            step(f"truth: {COMPONENTS[j]}")
+            if mask.any():
+                sub, sub_ch = (req, ch) if mask.all() else (req.filter(pa.array(mask)), ch[mask])
+                v, se = world.component_value(sub, sub_ch, j, n_samples=self.samples, seed=seed)
+                truths[j] = Truth(float(v), float(se), *self.uniform_truth(j, seed))
+            done()
         return TruthSummary(policy, uni, uni_se, oracle, head), truths
 
 
