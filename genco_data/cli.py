@@ -4,7 +4,9 @@ User mistakes (any :class:`genco_data.errors.GencoError`, a missing file, a bad 
 ``genco <verb>: error: <reason>`` on stderr and exit 2; no traceback. ``--json`` prints machine-readable
 output on stdout — on success the verb's result, on failure the envelope
 ``{"error": "<reason>", "kind": "<error class>", "exit_code": 2}`` (argument errors: kind ``usage``; an
-unexpected crash: exit code 1 and its traceback on stderr). ``--quiet`` hides progress bars.
+unexpected crash: exit code 1 and its traceback on stderr). Progress bars (tqdm, stderr) are drawn only when stderr is a
+terminal, so a log or a pipe gets exactly the one error line on failure; ``--quiet`` hides them on a terminal too, and
+``GENCO_PROGRESS=1`` forces them where stderr is not a terminal.
 
 Fast start: this module imports only the standard library and ``genco_data.errors`` at load time; each verb
 imports what it uses when it runs, so ``genco --version`` and ``genco --help`` pay for no pyarrow, pydantic,
@@ -20,6 +22,7 @@ import argparse
 import datetime as dt
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn
@@ -45,6 +48,13 @@ def _emit(args: argparse.Namespace, payload: Any, text: str | None = None) -> No
         print(text)
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Draw progress bars? Not with --quiet; otherwise only on a terminal (or when GENCO_PROGRESS=1)."""
+    if getattr(args, "quiet", False):
+        return False
+    return os.environ.get("GENCO_PROGRESS") == "1" or sys.stderr.isatty()
+
+
 def _date(s: str) -> dt.date:
     try:
         return dt.date.fromisoformat(s)
@@ -58,7 +68,7 @@ def _synth(args):
     from genco_data.synth import SynthConfig, simulate
 
     cfg = SynthConfig.with_settings(args.set, args.preset, train_rows=args.train_rows, test_rows=args.test_rows, seed=args.seed)
-    summary = simulate(cfg, Path(args.out), progress=not args.quiet)
+    summary = simulate(cfg, Path(args.out), progress=_progress(args))
     _emit(args, summary, f"wrote {summary['train_rows']:,} train + {summary['test_rows']:,} test rows to {args.out}")
 
 
@@ -74,7 +84,7 @@ def _build(args):
         test_start_day=args.test_start_day,
         overwrite=args.overwrite,
     )
-    result = build_release(cfg, progress=not args.quiet)
+    result = build_release(cfg, progress=_progress(args))
     d = result.to_dict()
     _emit(args, d, result.summary())
 
@@ -83,7 +93,7 @@ def _build(args):
 def _verify(args):
     from genco_data.release import verify_release
 
-    report = verify_release(Path(args.release), progress=not args.quiet)
+    report = verify_release(Path(args.release), progress=_progress(args))
     world = " (world/ withheld: pinned by the manifest, not here)" if report.get("world") == "withheld" else ""
     _emit(args, report, f"OK {args.release}: {report['files']} files, {report['rows']:,} rows verified{world}")
 
@@ -92,7 +102,7 @@ def _verify(args):
 def _stats(args):
     from genco_data.build.stats import format_stats, release_stats
 
-    stats = release_stats(Path(args.release), split=args.split, progress=not args.quiet)
+    stats = release_stats(Path(args.release), split=args.split, progress=_progress(args))
     _emit(args, stats, format_stats(stats))
 
 
@@ -103,13 +113,13 @@ def _evaluate(args):
     from genco_data.evaluate.validity import metric_validity
 
     if args.validity:
-        report = metric_validity(Path(args.data), n_policies=args.policies, seed=args.seed, progress=not args.quiet)
+        report = metric_validity(Path(args.data), n_policies=args.policies, seed=args.seed, progress=_progress(args))
         _emit(args, report, format_validity(report))
         return
     if not args.predictions:
         raise GencoError("a predictions file is required (or --validity)")
     evaluator = Evaluator(Path(args.data))
-    result = evaluator.evaluate(Path(args.predictions), bootstrap=args.bootstrap, seed=args.seed, progress=not args.quiet)
+    result = evaluator.evaluate(Path(args.predictions), bootstrap=args.bootstrap, seed=args.seed, progress=_progress(args))
     _emit(args, result.to_dict(), result.format_table())
 
 
@@ -151,14 +161,14 @@ def _card(args):
     if args.default:
         if args.release or args.repo or args.changelog or args.license or args.code_url:
             raise GencoError("--default renders the embedded default release; give no RELEASE, --repo, --changelog, --license or --code-url")
-        paths = write_default_card(Path(args.root), progress=not args.quiet)
+        paths = write_default_card(Path(args.root), progress=_progress(args))
         _emit(args, {"written": [str(p) for p in paths]}, "wrote " + ", ".join(str(p) for p in paths))
         return
     if not args.release:
         raise GencoError("a RELEASE folder is required (or --default)")
     options = CardOptions(repo_id=args.repo, changelog=Path(args.changelog) if args.changelog else None, license=args.license,
                           code_url=args.code_url)
-    result = render_release_card(Path(args.release), options, progress=not args.quiet)
+    result = render_release_card(Path(args.release), options, progress=_progress(args))
     _emit(args, result.to_dict(), f"wrote {result.card} and {len(result.figures)} figures in {Path(args.release) / 'figures'}")
 
 
@@ -167,7 +177,7 @@ def _publish(args):
     from genco_data.hub import publish
 
     plan = publish(Path(args.release), args.repo, tag=args.tag, private=args.private, dry_run=args.dry_run,
-                   include_world=args.include_world, progress=not args.quiet)
+                   include_world=args.include_world, progress=_progress(args))
     _emit(args, plan.to_dict(), plan.describe())
 
 
@@ -175,7 +185,7 @@ def _publish(args):
 def _pull(args):
     from genco_data.hub import pull
 
-    report = pull(args.repo, revision=args.revision, out=Path(args.out), progress=not args.quiet)
+    report = pull(args.repo, revision=args.revision, out=Path(args.out), progress=_progress(args))
     _emit(args, report, f"pulled {args.repo}@{args.revision} into {args.out}: {report['files']} files, {report['rows']:,} rows verified")
 
 

@@ -59,7 +59,8 @@ VERBS: tuple[VerbOutput, ...] = (
     VerbOutput("verify", "the verification report of a release that passed", (
         ("release", "release folder"), ("dataset_version", "semver of the data"), ("format_version", "row format version"),
         ("files", "files checked against the manifest"), ("rows", "rows of config `impressions`, train + test"),
-        ("bytes", "bytes checked"), ("splits", "config → split → rows"))),
+        ("bytes", "bytes checked"), ("splits", "config → split → rows"),
+        ("world", "`present`, `withheld` (pinned by the manifest, kept by the maintainer) or `none`"))),
     VerbOutput("stats", "Table-1 statistics of one split", (
         ("release", "release folder"), ("dataset_version", "semver of the data"), ("split", "`train` or `test`"),
         ("rows", "impressions"), ("clicks", "clicks"), ("ctr", "clicks / rows"), ("paper_ctr", "the paper's train CTR"),
@@ -95,12 +96,15 @@ VERBS: tuple[VerbOutput, ...] = (
     VerbOutput("leaderboard render", "what was written", (("written", "the Markdown board's path; with `--html`: the list of "
                                                           "files of the Space"),)),
     VerbOutput("card", "what was written", (("written", "the card's path (with `--default`: every written path)"),
-                                            ("figures", "the figures' paths (not with `--default`)"))),
+                                            ("figures", "the figures' paths (not with `--default`)"),
+                                            ("manifest", "the manifest that now lists the card and figures (not with `--default`)"))),
     VerbOutput("publish", "the publish plan (`--dry-run`) or what was published", (
         ("action", "`dry-run`, `published` or `unchanged`"), ("repo_id", "ORG/NAME"), ("tag", "the version tag"),
         ("dataset_version", "semver of the data"), ("private", "repo created private"), ("files", "path, bytes, sha256 of "
          "every file that travels"), ("total_bytes", "their total size"), ("delete_patterns", "remote paths replaced by this "
-         "version"), ("commit", "the tagged commit (null for a dry run)"), ("notes", "notes"))),
+         "version"), ("commit", "the tagged commit (null for a dry run)"), ("notes", "notes"),
+        ("include_world", "whether world/ (the ground truth) travels (`--include-world`)"),
+        ("world_kept", "world/ files the manifest pins that stay with the maintainer"))),
     VerbOutput("pull", "`verify`'s report of the pulled folder, plus", (
         ("repo_id", "ORG/NAME"), ("revision", "the tag pulled"), ("out", "the folder")), live=False),
     VerbOutput("train", "the run summary", (

@@ -82,11 +82,11 @@ def test_documented_keys_are_the_keys_of_real_runs(tiny, capsys, tmp_path):
     rel = root / "rel"
     runs = dict(outputs)
     for verb, argv in (("evaluate", ["evaluate", str(root / "preds.parquet"), "--data", str(rel)]),
-                       ("card", ["card", str(rel)]),
+                       ("card", ["card", str(rel), "--repo", "org/name"]),  # publish refuses a card naming another repo
                        ("leaderboard render", ["leaderboard", "render", "--html", str(tmp_path / "space")]),
                        ("publish", ["publish", str(rel), "--repo", "org/name", "--dry-run"])):
         code, runs[verb] = _run(capsys, [*argv, "--json", "--quiet"])
-        assert code == 0, verb
+        assert code == 0, (verb, runs[verb])
     from genco_data.build.stats import release_stats
     from genco_data.release import verify_release
 
