@@ -42,8 +42,6 @@ from genco_data.build import writer as _writer  # row_bytes looked up at call ti
 
 #: Rows per Parquet task (whole row groups are grouped up to this many rows).
 TASK_ROWS = 1 << 20
-#: Rows per id partition aimed at (the uniqueness check holds one partition in memory: ~40 bytes a row).
-PARTITION_ROWS = 1 << 21
 SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 IDS_SCHEMA = pa.schema([("hash", pa.uint64()), ("local", pa.int64()), ("id", pa.string()), ("k", pa.int32()), ("prow", pa.int32())])
 _SCHEMA = impressions_schema()
@@ -94,8 +92,10 @@ class IngestContext:
     n_partitions: int
 
 
-def plan_tasks(plan: _Plan, task_rows: int = TASK_ROWS) -> list[IngestTask]:
-    """The tasks of a build, in input order (Parquet row groups grouped up to ``task_rows`` rows)."""
+def plan_tasks(plan: _Plan, task_rows: int | None = None) -> list[IngestTask]:
+    """The tasks of a build, in input order (Parquet row groups grouped up to ``task_rows`` rows, default
+    :data:`TASK_ROWS`)."""
+    task_rows = task_rows or TASK_ROWS
     tasks: list[IngestTask] = []
     for k, inp in enumerate(plan.inputs):
         if inp.fmt != "parquet" or inp.path.stat().st_size == 0:

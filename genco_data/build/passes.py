@@ -25,7 +25,7 @@ from genco_data.errors import BuildError
 from genco_data.format.components import CONFIGS, SPLITS
 from genco_data.release import DATA_DIR
 from genco_data.build.encode import encode_shard
-from genco_data.build.ingest import PARTITION_ROWS, PIECE_BITS, SEQ_BITS, IngestContext, IngestResult, IngestTask, Piece, run_task
+from genco_data.build.ingest import PIECE_BITS, SEQ_BITS, IngestContext, IngestResult, IngestTask, Piece, run_task
 from genco_data.build.layout import ShardSpec, plan_split
 from genco_data.build.plan import BuildConfig, _Plan, auto_rows_per_shard
 from genco_data.build.rejects import RejectLog
@@ -35,6 +35,8 @@ from genco_data.build.validate import CODE
 from genco_data.build.writer import SampleMerger
 
 _DUPLICATE = CODE["duplicate_id:impression_id"]
+#: Rows per id partition aimed at (the uniqueness check holds one partition in memory: ~40 bytes a row).
+PARTITION_ROWS = 1 << 21
 
 
 @dataclass
