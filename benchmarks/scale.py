@@ -91,9 +91,11 @@ class Sampler:
         while not self._stop.is_set():
             for p in {self.pid} | _descendants(self.pid):
                 try:
-                    self.seen[p] = _cpu_and_peak(p)
+                    cpu, peak = _cpu_and_peak(p)
                 except (OSError, ValueError, IndexError):
-                    pass
+                    continue
+                old = self.seen.get(p, (0.0, 0))  # a zombie shows no VmHWM: keep the largest seen
+                self.seen[p] = (max(cpu, old[0]), max(peak, old[1]))
             self._stop.wait(self.every)
 
     def stop(self) -> dict[str, float]:

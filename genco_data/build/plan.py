@@ -75,6 +75,7 @@ class BuildConfig:
     workers: int | None = None  # processes validating and encoding; None: os.cpu_count()
     engine: Literal["local", "ray"] = "local"  # "ray": Ray Data (pip install 'genco-data[ray]')
     ray_address: str | None = None  # join this Ray cluster (engine "ray"); None: a local Ray
+    spill_compression: Literal["none", "lz4", "zstd"] = "none"  # the temporary spill: disk (~350 B/row raw) vs CPU
 
     def __post_init__(self) -> None:
         import re
@@ -106,6 +107,8 @@ class BuildConfig:
             raise InvalidInputError(f"workers must be a positive integer, got {self.workers!r}")
         if self.engine not in ("local", "ray"):
             raise InvalidInputError(f"engine must be 'local' or 'ray', got {self.engine!r}")
+        if self.spill_compression not in ("none", "lz4", "zstd"):
+            raise InvalidInputError(f"spill_compression must be 'none', 'lz4' or 'zstd', got {self.spill_compression!r}")
         if self.ray_address is not None and self.engine != "ray":
             raise InvalidInputError("ray_address needs engine 'ray'")
         for name in ("row_group_rows", "row_group_max_bytes", "shard_max_bytes", "batch_rows", "block_bytes", "max_file_bytes"):

@@ -52,7 +52,7 @@ from genco_data.format.components import (
     candidates_col,
 )
 from genco_data.build.sketch import BOUND_STDS, EXACT_LIMIT, HLL_LG_K, DistinctCounter
-from genco_data.build.unique import splitmix64
+from genco_data.build.unique import sorted_unique, splitmix64
 
 #: Paper, Table 1 (train set): distinct ids per component (``# ids``) for 110 M ads, and exposures per
 #: candidate per day (``# expo_per_day``).
@@ -185,14 +185,19 @@ class StatsAccumulator:
             lengths[:, j] = ln
             self.covered_rows[j] += int(np.count_nonzero(ln))
             self.candidate_slots[j] += int(ln.sum())
-            self.elements[c].update(values)
             elem = np.concatenate([[0], np.cumsum(ln)])[starts]  # element range of each day
             has = np.concatenate([[0], np.cumsum(ln > 0)])[starts]  # rows with a pool before each day start
+            distinct_days = []
             for k, d in enumerate(uniq.tolist()):
                 a, b = int(elem[k]), int(elem[k + 1])
                 if b > a:
-                    self._daily(c, d).update(values[a:b])
+                    u = sorted_unique(values[a:b])  # once per day: feeds the day's and the split's counters
+                    self._daily(c, d).update(u, distinct=True)
+                    distinct_days.append(u)
                     self.daily_exposures[c][d] += int(has[k + 1] - has[k])
+            if distinct_days:
+                self.elements[c].update(distinct_days[0] if len(distinct_days) == 1 else sorted_unique(np.concatenate(distinct_days)),
+                                        distinct=True)
         ads = _ints(table.column("ad_id"))
         if order is not None:
             ads = ads[order]

@@ -213,7 +213,7 @@ def check_and_spill(batch: pa.Table, fmt: str, names: dict[str, str], ctx: Inges
             missing = missing_keys(lines)
         codes, good = check_batch(part, where, ctx.test_start_day, missing)
         stem = uuid.uuid4().hex  # spill names are internal; the release's names are the builder's
-        spill = TaskSpill(Path(ctx.spill), 0, ctx.n_partitions, stem=stem)
+        spill = TaskSpill(Path(ctx.spill), 0, ctx.n_partitions, stem=stem, compression=ctx.cfg.spill_compression)
         try:
             spill.write(good, np.flatnonzero(codes == 0).astype(np.int64), tsd)
         finally:
