@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the output is byte-identical for any number")
     sp.add_argument("--rows-per-shard", type=int, default=None, help="rows per Parquet shard (default: automatic, >= 16 shards "
                     "for a split of >= 1 M rows; every shard also stays <= 500 MB uncompressed)")
-    sp.add_argument("--row-group-rows", type=int, default=100_000, help="rows per row group (default 100,000; every row group "
+    sp.add_argument("--row-group-rows", type=int, default=62_500, help="rows per row group (default 62,500; every row group "
                     "also stays <= 100 MB uncompressed)")
     sp.add_argument("--engine", choices=["local", "ray"], default="local", help="where the work runs: local processes, or Ray "
                     "Data (pip install 'genco-data[ray]')")

@@ -267,12 +267,12 @@ def _build_into(tmp: Path, plan: _Plan, cfg: BuildConfig, progress: bool, t0: fl
     if sum(split_rows.values()) + rejects.total != done.rows_in:  # pragma: no cover - the invariant, checked on every build
         raise BuildError(f"internal error: rows_in {done.rows_in} != written {sum(split_rows.values())} + rejected {rejects.total}")
     sample_rows = _write_sample(tmp, done.samplers, split_rows, cfg.sample_rows)
-    files = _file_entries(tmp, done.shards, sample_rows)
+    files = _file_entries(tmp, done.shards, sample_rows, done.digests)
     manifest = Manifest(
         dataset_version=cfg.version,
         format_version=FORMAT_VERSION,
         created_by=f"genco-data {__version__}",
-        source=_source(plan),
+        source=_source(plan, done.digests),
         test_start_day=plan.test_start_day,
         splits={CONFIGS[0]: split_rows, CONFIGS[1]: {s: sample_rows[s] for s in SPLITS}},
         rows_in=done.rows_in,
@@ -303,7 +303,8 @@ def _build_into(tmp: Path, plan: _Plan, cfg: BuildConfig, progress: bool, t0: fl
     )
 
 
-def _file_entries(tmp: Path, shards: dict[str, list[tuple[Path, int]]], sample_rows: dict[str, int]) -> list[FileEntry]:
+def _file_entries(tmp: Path, shards: dict[str, list[tuple[Path, int]]], sample_rows: dict[str, int],
+                  digests: dict[str, str]) -> list[FileEntry]:
     rows_of: dict[str, int] = {}
     for s in SPLITS:
         for p, n in shards[s]:
@@ -318,12 +319,14 @@ def _file_entries(tmp: Path, shards: dict[str, list[tuple[Path, int]]], sample_r
             if not p.is_file():
                 continue
             rel = p.relative_to(tmp).as_posix()
-            entries.append(FileEntry(path=rel, rows=rows_of.get(rel), bytes=p.stat().st_size, sha256=sha256_file(p)))
+            digest = digests.get(str(p)) or sha256_file(p)
+            entries.append(FileEntry(path=rel, rows=rows_of.get(rel), bytes=p.stat().st_size, sha256=digest))
     return entries
 
 
-def _source(plan: _Plan) -> Source:
-    inputs = [InputFile(path=i.name, bytes=i.path.stat().st_size, sha256=sha256_file(i.path)) for i in plan.inputs]
+def _source(plan: _Plan, digests: dict[str, str]) -> Source:
+    inputs = [InputFile(path=i.name, bytes=i.path.stat().st_size, sha256=digests.get(str(i.path)) or sha256_file(i.path))
+              for i in plan.inputs]
     if plan.world is None:
         return Source(kind="raw", inputs=inputs)
     w = plan.world_json

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from genco_data.build.layout import ShardSpec
+from genco_data.release import sha256_file
 from genco_data.build.stats import StatsAccumulator
 from genco_data.build.writer import open_parquet_writer, sample_keys
 
@@ -37,6 +38,7 @@ class EncodeResult:
     rows: int
     stats: StatsAccumulator | None
     sample: SampleCandidates
+    sha256: str = ""  # of the written file: checksums are computed where the file is, in parallel
 
 
 def _pieces(spec: ShardSpec):
@@ -81,7 +83,7 @@ def encode_shard(spec: ShardSpec, folder: str, sample_rows: int, seed: int, with
             position += k
     finally:
         writer.close()
-    return EncodeResult(spec.split, spec.name, spec.rows, stats, cand)
+    return EncodeResult(spec.split, spec.name, spec.rows, stats, cand, sha256_file(path))
 
 
 def _keep_smallest(cand: SampleCandidates, group: pa.Table, position: int, k: int, seed: int) -> SampleCandidates:

@@ -11,8 +11,9 @@ workers ran which tasks. Per batch of the task:
 2. rows that break a rule are noted as ``(source_row, code)``; their original form is read back at the end
    (:mod:`genco_data.build.rejects`), so no engine has to carry rows of every input type around;
 3. good rows, in the release schema, are cut into *pieces* by (split, day) and appended to the task's spill
-   file (Arrow IPC; uncompressed by default: ~350 B a row on disk, read back memory-mapped, ~0.6 µs a row
-   for both ways against ~2 µs with LZ4 — ``BuildConfig.spill_compression`` trades disk for CPU) with their byte sizes (int32, for the shard cuts) in a side file;
+   file, with their byte sizes (int32, for the shard cuts) in a side file. The spill is Arrow IPC,
+   uncompressed by default: ~350 B a row on disk, read back memory-mapped, ~0.6 µs a row both ways against
+   ~2 µs with LZ4 (``BuildConfig.spill_compression`` trades disk for CPU);
 4. each good row's ``(hash, row in task, impression_id, piece in task, row in piece)`` goes to the id spill,
    hash-partitioned into ``n_partitions`` runs: the input of the exact uniqueness check
    (:mod:`genco_data.build.unique`).
@@ -44,6 +45,10 @@ from genco_data.build import writer as _writer  # row_bytes looked up at call ti
 #: Rows per Parquet task (whole row groups are grouped up to this many rows).
 TASK_ROWS = 1 << 20
 IDS_SCHEMA = pa.schema([("hash", pa.uint64()), ("local", pa.int64()), ("id", pa.string()), ("k", pa.int32()), ("prow", pa.int32())])
+#: Id records are written per partition in runs of at least this many rows, or when this many are buffered
+#: in all (~44 bytes each): few large IPC batches even with thousands of partitions.
+ID_RUN_ROWS = 1 << 16
+ID_BUFFER_ROWS = 1 << 19
 _SCHEMA = impressions_schema()
 _EPOCH = _dt.date(1970, 1, 1)
 
@@ -165,6 +170,9 @@ class TaskSpill:
         self._row_batches = 0
         self._id_batches = 0
         self._sizes_rows = 0
+        self._buffer: dict[int, list[pa.Table]] = {}  # partition -> id records not written yet
+        self._buffered: dict[int, int] = {}
+        self._buffered_total = 0
 
     def write(self, good: pa.Table, local_rows: np.ndarray, tsd: int) -> None:
         """``good``: a batch's good rows (release schema); ``local_rows``: their rows within the task."""
@@ -200,12 +208,30 @@ class TaskSpill:
         table = pa.table({"hash": h[porder], "local": local_rows.astype(np.int64)[porder], "id": ids.take(pa.array(porder)),
                           "k": piece_of[porder].astype(np.int32), "prow": prow[porder]}, schema=IDS_SCHEMA)
         for a, b in zip(pcuts[:-1].tolist(), pcuts[1:].tolist()):
-            (batch,) = table.slice(a, b - a).combine_chunks().to_batches()
-            self._ids.write_batch(batch)
-            self.partitions.setdefault(int(part_sorted[a]), []).append(self._id_batches)
-            self._id_batches += 1
+            q = int(part_sorted[a])
+            self._buffer.setdefault(q, []).append(table.slice(a, b - a))
+            self._buffered[q] = self._buffered.get(q, 0) + (b - a)
+            self._buffered_total += b - a
+            if self._buffered[q] >= ID_RUN_ROWS:
+                self._flush(q)
+        if self._buffered_total >= ID_BUFFER_ROWS:
+            for q in sorted(self._buffer):
+                self._flush(q)
+
+    def _flush(self, q: int) -> None:
+        """Write partition ``q``'s buffered id records as one batch (few, large batches whatever the partitions)."""
+        parts = self._buffer.pop(q, [])
+        if not parts:
+            return
+        (batch,) = pa.concat_tables(parts).combine_chunks().to_batches()
+        self._ids.write_batch(batch)
+        self.partitions.setdefault(q, []).append(self._id_batches)
+        self._id_batches += 1
+        self._buffered_total -= self._buffered.pop(q)
 
     def close(self) -> None:
+        for q in sorted(self._buffer):
+            self._flush(q)
         self._rows.close()
         self._ids.close()
         self._sizes.close()

@@ -23,7 +23,7 @@ import numpy as np
 
 from genco_data.errors import BuildError
 from genco_data.format.components import CONFIGS, SPLITS
-from genco_data.release import DATA_DIR
+from genco_data.release import DATA_DIR, sha256_file
 from genco_data.build.encode import encode_shard
 from genco_data.build.ingest import PIECE_BITS, SEQ_BITS, IngestContext, IngestResult, IngestTask, Piece, run_task
 from genco_data.build.layout import ShardSpec, plan_split
@@ -36,7 +36,8 @@ from genco_data.build.writer import SampleMerger
 
 _DUPLICATE = CODE["duplicate_id:impression_id"]
 #: Rows per id partition aimed at (the uniqueness check holds one partition in memory: ~40 bytes a row).
-PARTITION_ROWS = 1 << 21
+PARTITION_ROWS = 1 << 19
+MAX_PARTITIONS = 1 << 14
 
 
 @dataclass
@@ -48,12 +49,13 @@ class Passes:
     samplers: dict[str, SampleMerger]
     stats: dict[str, Any]
     reordered: bool  # rows were moved into day order (the input was not chronological)
+    digests: dict[str, str]  # sha256 of every shard and input file, by path, computed by the jobs
 
 
 def n_partitions(rows: int) -> int:
     """Id partitions for ~``rows`` rows: a power of two, ~``PARTITION_ROWS`` rows each."""
     p = 1
-    while p * PARTITION_ROWS < rows and p < 1 << 12:
+    while p * PARTITION_ROWS < rows and p < MAX_PARTITIONS:
         p *= 2
     return p
 
@@ -114,12 +116,16 @@ def run_passes(tmp: Path, spill: Path, plan: _Plan, tasks: list[IngestTask], cfg
     samplers = {s: SampleMerger(cfg.sample_rows) for s in SPLITS}
     stats = StatsAccumulator()
     shards: dict[str, list[tuple[Path, int]]] = {s: [] for s in SPLITS}
+    digests: dict[str, str] = {}
     for spec, res in zip(specs, engine.map(_encode, specs, folder, cfg.sample_rows, cfg.seed)):
         shards[spec.split].append((Path(folder) / res.name, res.rows))
+        digests[str(Path(folder) / res.name)] = res.sha256
         samplers[spec.split].absorb(res.sample.keys, res.sample.positions, res.sample.table)
         if res.stats is not None:
             stats.merge(res.stats)
-    return Passes(rows_in, rejects, split_rows, shards, samplers, stats.result(), reordered)
+    inputs = [str(i.path) for i in plan.inputs]
+    digests.update(zip(inputs, engine.map(sha256_file, inputs)))  # the provenance's checksums, in parallel too
+    return Passes(rows_in, rejects, split_rows, shards, samplers, stats.result(), reordered, digests)
 
 
 def _encode(spec: ShardSpec, folder: str, sample_rows: int, seed: int):

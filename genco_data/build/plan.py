@@ -36,8 +36,9 @@ FORMATS: dict[str, str] = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "j
 #: Contract bounds (DESIGN.md): row groups <= 100 MB uncompressed, shards <= 500 MB.
 ROW_GROUP_MAX_BYTES = 100_000_000
 SHARD_MAX_BYTES = 500_000_000
-#: Rows per row group by default (and at most ``ROW_GROUP_MAX_BYTES`` uncompressed).
-ROW_GROUP_ROWS = 100_000
+#: Rows per row group by default (and at most ``ROW_GROUP_MAX_BYTES`` uncompressed): the smallest automatic
+#: shard, so that a reader's and an encoder's memory is the same for every size of release.
+ROW_GROUP_ROWS = 62_500
 #: Automatic shard size: a split gets ``ceil(rows / SHARDS_PER_SPLIT)`` rows per shard, within
 #: [MIN_SHARD_ROWS, MAX_SHARD_ROWS] — so a split of >= 1 M rows has >= 16 shards (ranks x loader workers
 #: stream in parallel) and a small split few files.

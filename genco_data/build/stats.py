@@ -381,9 +381,12 @@ def format_stats(stats: dict[str, Any]) -> str:
         expo = (f"{mark(k + 'exposures_per_candidate_per_day')}{_num(s['exposures_per_candidate_per_day'], 1)} "
                 f"({_num(s.get('paper_exposures_per_candidate_per_day'), 1)})")
         lines.append(f"{c:<20} {ids_c:>13} {per_ad:>16} {cov:>24} {avg:>18} {expo:>23}")
+    sampled = any(k.endswith((".coverage", ".avg_candidates")) for k in est)
+    ads_note = (f"a sample of {stats.get('ads_sampled', 0):,} ads" if sampled else f"all {stats.get('ads_sampled', 0):,} ads")
+    lines.append(f"coverage and avg cand. are per ad ({ads_note}); exposures per candidate per day = exposures / "
+                 "distinct candidates, summed over days")
     if est:
-        lines.append(f"~ estimate ({len(est)} figures; intervals under 'estimates' in --json); coverage and avg "
-                     f"cand. are per ad, from a sample of {stats.get('ads_sampled', 0):,} ads")
+        lines.append(f"~ estimate ({len(est)} figure(s); their ~95 % intervals are under 'estimates' in --json)")
     return "\n".join(lines)
 
 
