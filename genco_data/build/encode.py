@@ -42,13 +42,11 @@ class EncodeResult:
 
 
 def _pieces(spec: ShardSpec):
-    readers: dict[str, pa.ipc.RecordBatchFileReader] = {}
+    """The shard's rows, segment by segment. Each piece is memory-mapped only while it is read: mapped pages
+    count as resident memory, so a long shard must not keep its whole spill mapped."""
     for seg in spec.segments:
         p = seg.piece
-        reader = readers.get(p.file)
-        if reader is None:
-            reader = readers[p.file] = pa.ipc.open_file(pa.memory_map(p.file))
-        table = pa.Table.from_batches([reader.get_batch(p.batch)])
+        table = pa.Table.from_batches([pa.ipc.open_file(pa.memory_map(p.file)).get_batch(p.batch)])
         if len(seg.drop):
             keep = np.ones(table.num_rows, dtype=bool)
             keep[seg.drop] = False
