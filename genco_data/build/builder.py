@@ -259,14 +259,14 @@ def _build_into(tmp: Path, plan: _Plan, cfg: BuildConfig, progress: bool, t0: fl
     finally:
         bar.close()
         engine.close()
-    shutil.rmtree(tmp / SPILL_DIR, ignore_errors=True)
     rejects = done.rejects
     if rejects.total:
         write_rejects(tmp / REJECTS_DIR, plan.inputs, rejects, cfg)
     split_rows = {s: sum(n for _, n in done.shards[s]) for s in SPLITS}
     if sum(split_rows.values()) + rejects.total != done.rows_in:  # pragma: no cover - the invariant, checked on every build
         raise BuildError(f"internal error: rows_in {done.rows_in} != written {sum(split_rows.values())} + rejected {rejects.total}")
-    sample_rows = _write_sample(tmp, done.samplers, split_rows, cfg.sample_rows)
+    sample_rows = _write_sample(tmp, done.samplers, split_rows, cfg.sample_rows)  # reads the spilled candidates
+    shutil.rmtree(tmp / SPILL_DIR, ignore_errors=True)
     files = _file_entries(tmp, done.shards, sample_rows, done.digests)
     manifest = Manifest(
         dataset_version=cfg.version,

@@ -24,11 +24,13 @@ from genco_data.build.writer import open_parquet_writer, sample_keys
 
 @dataclass
 class SampleCandidates:
-    """Rows with the smallest sample keys of a shard: ``keys`` uint64, ``positions`` (in the split) int64."""
+    """Rows with the smallest sample keys of a shard: ``keys`` uint64, ``positions`` (in the split) int64;
+    ``table`` while encoding, then ``path``: the file they were written to (only keys travel back)."""
 
     keys: np.ndarray
     positions: np.ndarray
     table: pa.Table | None
+    path: str | None = None
 
 
 @dataclass
@@ -54,8 +56,8 @@ def _pieces(spec: ShardSpec):
         yield table.slice(seg.start, seg.stop - seg.start)
 
 
-def encode_shard(spec: ShardSpec, folder: str, sample_rows: int, seed: int, with_stats: bool) -> EncodeResult:
-    """Write ``folder/spec.name``; see the module docstring."""
+def encode_shard(spec: ShardSpec, folder: str, sample_rows: int, seed: int, with_stats: bool, spill: str) -> EncodeResult:
+    """Write ``folder/spec.name`` (and the shard's sample candidates under ``spill``); see the module docstring."""
     path = Path(folder) / spec.name
     path.parent.mkdir(parents=True, exist_ok=True)
     stats = StatsAccumulator() if with_stats else None
@@ -81,6 +83,11 @@ def encode_shard(spec: ShardSpec, folder: str, sample_rows: int, seed: int, with
             position += k
     finally:
         writer.close()
+    if cand.table is not None:
+        cand_path = Path(spill) / f"sample-{spec.name}.arrow"
+        with pa.ipc.new_file(str(cand_path), cand.table.schema) as w:
+            w.write_table(cand.table)
+        cand = SampleCandidates(cand.keys, cand.positions, None, str(cand_path))
     return EncodeResult(spec.split, spec.name, spec.rows, stats, cand, sha256_file(path))
 
 

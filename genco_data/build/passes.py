@@ -62,6 +62,7 @@ def n_partitions(rows: int) -> int:
 
 def run_passes(tmp: Path, spill: Path, plan: _Plan, tasks: list[IngestTask], cfg: BuildConfig, engine, bar,
                rows_estimate: int) -> Passes:
+    spill.mkdir(parents=True, exist_ok=True)
     ctx = IngestContext(cfg, plan.test_start_day, str(spill), n_partitions(rows_estimate))
     rejects = RejectLog()
     results: list[IngestResult] = []
@@ -117,10 +118,10 @@ def run_passes(tmp: Path, spill: Path, plan: _Plan, tasks: list[IngestTask], cfg
     stats = StatsAccumulator()
     shards: dict[str, list[tuple[Path, int]]] = {s: [] for s in SPLITS}
     digests: dict[str, str] = {}
-    for spec, res in zip(specs, engine.map(_encode, specs, folder, cfg.sample_rows, cfg.seed)):
+    for spec, res in zip(specs, engine.map(_encode, specs, folder, cfg.sample_rows, cfg.seed, str(spill))):
         shards[spec.split].append((Path(folder) / res.name, res.rows))
         digests[str(Path(folder) / res.name)] = res.sha256
-        samplers[spec.split].absorb(res.sample.keys, res.sample.positions, res.sample.table)
+        samplers[spec.split].absorb(res.sample.keys, res.sample.positions, res.sample.path)
         if res.stats is not None:
             stats.merge(res.stats)
     inputs = [str(i.path) for i in plan.inputs]
@@ -128,8 +129,8 @@ def run_passes(tmp: Path, spill: Path, plan: _Plan, tasks: list[IngestTask], cfg
     return Passes(rows_in, rejects, split_rows, shards, samplers, stats.result(), reordered, digests)
 
 
-def _encode(spec: ShardSpec, folder: str, sample_rows: int, seed: int):
-    return encode_shard(spec, folder, sample_rows, seed, with_stats=spec.split == "train")
+def _encode(spec: ShardSpec, folder: str, sample_rows: int, seed: int, spill: str):
+    return encode_shard(spec, folder, sample_rows, seed, with_stats=spec.split == "train", spill=spill)
 
 
 def _with_rows_per_shard(cfg: BuildConfig, rows: int) -> BuildConfig:

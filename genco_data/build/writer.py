@@ -71,32 +71,50 @@ def sample_keys(ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
 
 
 class SampleMerger:
-    """The ``k`` rows with the smallest ``(key, position)`` among the shards' candidates, in bounded memory."""
+    """The ``k`` rows with the smallest ``(key, position)`` among the shards' candidates, in bounded memory: the
+    shards wrote their candidates to small files; only keys and positions travel, and the ``k`` chosen rows are
+    read back at the end."""
 
     def __init__(self, k: int) -> None:
         self.k = k
         self.keys = np.zeros(0, dtype=np.uint64)
         self.pos = np.zeros(0, dtype=np.int64)
-        self.table: pa.Table | None = None
+        self.src = np.zeros(0, dtype=np.int64)  # index into self.paths
+        self.row = np.zeros(0, dtype=np.int64)  # row in that file
+        self.paths: list[str] = []
 
-    def absorb(self, keys: np.ndarray, pos: np.ndarray, table: pa.Table | None) -> None:
-        if table is None or not len(keys):
+    def absorb(self, keys: np.ndarray, pos: np.ndarray, path: str | None) -> None:
+        if path is None or not len(keys):
             return
-        both = pa.concat_tables([self.table, table]) if self.table is not None else table
+        self.paths.append(path)
         keys = np.concatenate([self.keys, keys])
         pos = np.concatenate([self.pos, pos])
+        src = np.concatenate([self.src, np.full(len(pos) - len(self.pos), len(self.paths) - 1, dtype=np.int64)])
+        row = np.concatenate([self.row, np.arange(len(pos) - len(self.pos), dtype=np.int64)])
         if len(keys) > self.k:
             keep = np.lexsort((pos, keys))[: self.k]
-            both, keys, pos = both.take(pa.array(keep)), keys[keep], pos[keep]
-        self.table, self.keys, self.pos = both.combine_chunks(), keys, pos
+            keys, pos, src, row = keys[keep], pos[keep], src[keep], row[keep]
+        self.keys, self.pos, self.src, self.row = keys, pos, src, row
 
     def result(self, k: int) -> pa.Table:
         """The ``k`` smallest (``k <= self.k``), in split order."""
-        if self.table is None or k == 0:
+        if not len(self.keys) or k == 0:
             return _SCHEMA.empty_table()
         keep = np.lexsort((self.pos, self.keys))[:k]
         keep = keep[np.argsort(self.pos[keep])]
-        return self.table.take(pa.array(keep))
+        pieces = []
+        for i in keep_runs(self.src[keep]):
+            a, b = i
+            source = int(self.src[keep[a]])
+            table = pa.ipc.open_file(pa.memory_map(self.paths[source])).read_all()
+            pieces.append(table.take(pa.array(self.row[keep[a:b]])))
+        return pa.concat_tables(pieces).combine_chunks()
+
+
+def keep_runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` of the runs of equal consecutive values."""
+    cuts = np.concatenate([[0], np.flatnonzero(values[1:] != values[:-1]) + 1, [len(values)]])
+    return list(zip(cuts[:-1].tolist(), cuts[1:].tolist()))
 
 
 def _write_sample(tmp: Path, samplers: dict[str, SampleMerger], split_rows: dict[str, int], k: int) -> dict[str, int]:
