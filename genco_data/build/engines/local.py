@@ -4,6 +4,7 @@
   ~0.2 s per worker); the pool lives for the whole build and is started only when a pass has more than one
   job and the build has at least :data:`PARALLEL_MIN_ROWS` rows — below that, starting processes costs more
   than it saves, and the jobs run in this process (same functions, same bytes).
+* Each worker is one core (Arrow's thread pool set to one thread in it).
 * At most ``2 × workers`` jobs are in flight, so results waiting for their turn (they are handed back in
   job order) stay bounded.
 """
@@ -19,6 +20,13 @@ PARALLEL_MIN_ROWS = 200_000
 _PRELOAD = ["genco_data.build.ingest", "genco_data.build.unique", "genco_data.build.encode"]
 
 
+def _one_core() -> None:
+    """A worker is one core: Arrow's own thread pool would oversubscribe the machine N times over."""
+    import pyarrow as pa
+
+    pa.set_cpu_count(1)
+
+
 class LocalEngine:
     def __init__(self, workers: int, rows: int) -> None:
         self.workers = max(1, int(workers))
@@ -29,7 +37,7 @@ class LocalEngine:
         if self._pool is None:
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(_PRELOAD)
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_one_core)
         return self._pool
 
     def map(self, fn: Callable[..., Any], jobs: Iterable[Any], *args: Any) -> Iterator[Any]:
