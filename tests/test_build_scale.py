@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import genco_data.build.builder as builder_module
 import genco_data.build.engines.local as local_engine
 import genco_data.build.ingest as ingest_module
 import genco_data.build.passes as passes_module
@@ -25,7 +24,7 @@ from genco_data.build.sketch import DistinctCounter, _settled
 from genco_data.build.stats import AdSample, StatsAccumulator, format_stats
 from genco_data.cli import main
 from genco_data.errors import BuildError, InvalidInputError, LockedError
-from genco_data.release import Release, verify_release
+from genco_data.release import Release
 
 ROOT = Path(__file__).resolve().parents[1]
 TSD = START + dt.timedelta(days=4)

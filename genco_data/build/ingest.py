@@ -38,7 +38,7 @@ from genco_data.format.arrow import impressions_schema
 from genco_data.build.coerce import coerce
 from genco_data.build.plan import BuildConfig, _Input, _Plan
 from genco_data.build.readers import read_chunks
-from genco_data.build.unique import PIECE_BITS, SEQ_BITS, hash_strings  # noqa: F401 (SEQ_BITS: the seq layout)
+from genco_data.build.unique import PIECE_BITS, hash_strings
 from genco_data.build.validate import row_reasons, to_release_schema
 from genco_data.build import writer as _writer  # row_bytes looked up at call time (tests patch it)
 

@@ -25,12 +25,12 @@ from genco_data.errors import BuildError
 from genco_data.format.components import CONFIGS, SPLITS
 from genco_data.release import DATA_DIR, sha256_file
 from genco_data.build.encode import encode_shard
-from genco_data.build.ingest import PIECE_BITS, SEQ_BITS, IngestContext, IngestResult, IngestTask, Piece, run_task
+from genco_data.build.ingest import IngestContext, IngestResult, IngestTask, Piece, run_task
 from genco_data.build.layout import ShardSpec, plan_split
 from genco_data.build.plan import BuildConfig, _Plan, auto_rows_per_shard
 from genco_data.build.rejects import RejectLog
 from genco_data.build.stats import StatsAccumulator
-from genco_data.build.unique import Duplicates, partition_duplicates
+from genco_data.build.unique import PIECE_BITS, SEQ_BITS, Duplicates, partition_duplicates
 from genco_data.build.validate import CODE
 from genco_data.build.writer import SampleMerger
 

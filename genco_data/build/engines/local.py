@@ -13,7 +13,10 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
+
+from genco_data.errors import BuildError
 
 #: Builds with fewer rows run their jobs in the calling process.
 PARALLEL_MIN_ROWS = 200_000
@@ -55,7 +58,11 @@ class LocalEngine:
                 if len(pending) >= 2 * self.workers:
                     break
             while pending:
-                result = pending.popleft().result()
+                try:
+                    result = pending.popleft().result()
+                except BrokenProcessPool as exc:  # killed (out of memory?) or could not start
+                    raise BuildError(f"a worker process of the build died ({' '.join(str(exc).split())}); "
+                                     "rerun with --workers 1 to build in one process") from None
                 for job in todo:
                     pending.append(pool.submit(fn, job, *args))
                     break
