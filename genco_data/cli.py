@@ -83,6 +83,11 @@ def _build(args):
         max_reject_rate=args.max_reject_rate,
         test_start_day=args.test_start_day,
         overwrite=args.overwrite,
+        workers=args.workers,
+        rows_per_shard=args.rows_per_shard,
+        row_group_rows=args.row_group_rows,
+        engine=args.engine,
+        ray_address=args.ray_address,
     )
     result = build_release(cfg, progress=_progress(args))
     d = result.to_dict()
@@ -269,6 +274,15 @@ def build_parser(verb_hint: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--max-reject-rate", type=float, default=0.01, help="fail when more than this share of rows is rejected (default 0.01)")
     sp.add_argument("--test-start-day", type=_date, default=None, help="first test day (default: the simulator's, else required)")
     sp.add_argument("--overwrite", action="store_true", help="replace an existing release at --out")
+    sp.add_argument("--workers", type=int, default=None, help="processes that validate and encode (default: the machine's cores); "
+                    "the output is byte-identical for any number")
+    sp.add_argument("--rows-per-shard", type=int, default=None, help="rows per Parquet shard (default: automatic, >= 16 shards "
+                    "for a split of >= 1 M rows; every shard also stays <= 500 MB uncompressed)")
+    sp.add_argument("--row-group-rows", type=int, default=62_500, help="rows per row group (default 62,500; every row group "
+                    "also stays <= 100 MB uncompressed)")
+    sp.add_argument("--engine", choices=["local", "ray"], default="local", help="where the work runs: local processes, or Ray "
+                    "Data (pip install 'genco-data[ray]')")
+    sp.add_argument("--ray-address", default=None, help="with --engine ray: join this Ray cluster (default: start a local Ray)")
 
     sp = verb("verify", "re-check a release: checksums, row counts, schema, format version")
     sp.add_argument("release")

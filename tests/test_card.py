@@ -204,7 +204,7 @@ def test_figures_are_pngs_of_the_release_data(synthetic):
         counts = data["pool_sizes"][c]["train"]
         assert sum(counts) == m.stats["rows"]
         having = sum(counts[1:])
-        assert sum(n * k for n, k in enumerate(counts)) / having == pytest.approx(m.stats["components"][c]["avg_candidates"])
+        assert sum(n * k for n, k in enumerate(counts)) / having == pytest.approx(m.stats["components"][c]["rows_avg_candidates"])
     for name, description in card.figure_descriptions(data).items():
         with Image.open(synthetic / "figures" / name) as im:
             assert im.format == "PNG" and im.size[0] >= 800

@@ -407,7 +407,7 @@ def test_a_rebuild_killed_between_its_two_renames_gets_the_old_release_back(buil
         assert Release.open(out).manifest.dataset_version == "1.0.0"
         build_release(BuildConfig(sources=[src], out=out, version="2.0.0", test_start_day=TSD, overwrite=True), progress=False)
     assert Release.open(out).manifest.dataset_version == "2.0.0"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rel", "src"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".rel.lock") == ["rel", "src"]  # the writer lock file stays
 
 
 def test_a_rebuild_whose_final_rename_fails_keeps_the_previous_release(built, tmp_path, monkeypatch):
@@ -430,7 +430,7 @@ def test_a_rebuild_whose_final_rename_fails_keeps_the_previous_release(built, tm
     monkeypatch.setattr(os, "rename", real)
     verify_release(out)
     assert Release.open(out).manifest.dataset_version == "1.0.0"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rel", "src"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".rel.lock") == ["rel", "src"]  # the writer lock file stays
 
 
 # ------------------------------------------------------------------------------ atomic leaderboard writes

@@ -211,20 +211,29 @@ def test_load_dataset_offline(built, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ stats
 def _slow_stats(rows: list[dict]) -> dict:
-    """The Table-1 definitions of genco_data.build.stats, one Python row at a time."""
+    """The Table-1 definitions of genco_data.build.stats, one Python row at a time. Coverage and average
+    candidates are per *ad*, as in the paper (issue #15): the share of ads with a non-empty pool in some row,
+    and the mean over those ads of their mean pool length; the per-row figures are ``rows_*``."""
+    ads = {r["ad_id"] for r in rows}
     out = {"rows": len(rows), "ctr": sum(r["click"] for r in rows) / len(rows), "days": len({r["day"] for r in rows})}
     for c in COMPONENTS:
         pools = [r[candidates_col(c)] for r in rows]
         covered = [p for p in pools if p]
         daily_ids, daily_exposures = defaultdict(set), defaultdict(int)
+        per_ad = defaultdict(list)
         for r, p in zip(rows, pools):
             if p:
                 daily_ids[r["day"]].update(p)
                 daily_exposures[r["day"]] += 1
+                per_ad[r["ad_id"]].append(len(p))
+        distinct = len({x for p in pools for x in p})
         out[c] = {
-            "distinct_ids": len({x for p in pools for x in p}),
-            "coverage": len(covered) / len(rows),
-            "avg_candidates": sum(map(len, covered)) / len(covered),
+            "distinct_ids": distinct,
+            "ids_per_ad": distinct / len(ads),
+            "coverage": len(per_ad) / len(ads),
+            "avg_candidates": sum(sum(v) / len(v) for v in per_ad.values()) / len(per_ad),
+            "rows_coverage": len(covered) / len(rows),
+            "rows_avg_candidates": sum(map(len, covered)) / len(covered),
             "exposures_per_candidate_per_day": sum(daily_exposures.values()) / sum(map(len, daily_ids.values())),
         }
     return out

@@ -603,7 +603,7 @@ def _expected_reasons(case: Case, base: pa.Table, sources: list[Path]) -> dict[t
 
 def _nothing_left(out: Path) -> None:
     assert not out.exists(), f"{out} exists after a refused build"
-    assert not list(out.parent.glob(f".{out.name}.*")), "a temporary sibling was left"
+    assert not [p for p in out.parent.glob(f".{out.name}.*") if p.name != f".{out.name}.lock"], "a temporary sibling was left"  # the writer lock stays (genco_data.locks)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

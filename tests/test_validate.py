@@ -107,10 +107,59 @@ def test_test_period_row_must_be_uniform(table):
     # without a test start day the rule cannot apply
     good, rejected = validate(bad)
     assert rejected.num_rows == 0
-    # a uniform row on a train day is fine
+    # a uniform row on a train day is fine (with uniform propensities 1/n: issue #16's rule below)
     j = _row(table, "production")
-    good, rejected = validate(set_cells(table, "logging_policy", {j: "uniform"}), test_start_day=TSD)
+    train_uniform = _as_uniform(set_cells(table, "logging_policy", {j: "uniform"}), j)
+    good, rejected = validate(train_uniform, test_start_day=TSD)
     assert rejected.num_rows == 0
+
+
+def _as_uniform(table: pa.Table, i: int) -> pa.Table:
+    """Row ``i`` with every present component's propensity set to 1/len(pool)."""
+    from genco_data.format.components import COMPONENTS, candidates_col, propensity_col
+
+    for c in COMPONENTS:
+        n = len(table.column(candidates_col(c))[i].as_py())
+        if n:
+            table = set_cells(table, propensity_col(c), {i: 1.0 / n})
+    return table
+
+
+def test_a_uniform_row_whose_propensity_is_not_one_over_n_is_rejected(table):
+    i = _row(table, "uniform")
+    n = len(table.column("title_candidates")[i].as_py())
+    for p in (0.5 / n, min(1.0, 1.5 / n), 1.0 / n + 1e-3):
+        _, rejected = validate(set_cells(table, "title_propensity", {i: p}), test_start_day=TSD)
+        assert rejected.column("reason").to_pylist() == ["propensity_not_uniform:title"], p
+    # 1/n as text with 7 significant digits (a CSV writer's float) is 1/n
+    good, rejected = validate(set_cells(table, "title_propensity", {i: float(f"{1 / n:.7g}")}), test_start_day=TSD)
+    assert rejected.num_rows == 0
+    # a production row may have any propensity in (0, 1]
+    j = _row(table, "production")
+    good, rejected = validate(set_cells(table, "title_propensity", {j: 0.123}), test_start_day=TSD)
+    assert rejected.num_rows == 0
+
+
+@pytest.mark.parametrize("day,kind", [
+    (dt.date(1, 1, 1), "date32"), (dt.date(9999, 12, 31), "date32"), (dt.date(1989, 12, 31), "date32"),
+    (10**15, "timestamp_s"), (-(10**15), "timestamp_s"), (2**62, "timestamp_ms"), (10**14, "date64_ms"),
+])
+def test_days_far_outside_a_plausible_range_are_rejected_not_wrapped(table, day, kind):
+    i = _row(table, "production")
+    days = table.column("day")
+    if kind == "date32":
+        col = pa.array(days.to_pylist()[:i] + [day] + days.to_pylist()[i + 1:], pa.date32())
+    else:
+        unit = {"timestamp_s": 86_400, "timestamp_ms": 86_400_000, "date64_ms": 86_400_000}[kind]
+        raw = (np.asarray(days.cast(pa.int32())).astype(np.int64) * unit)
+        raw[i] = day
+        typ = pa.date64() if kind == "date64_ms" else pa.timestamp(kind.split("_")[1])
+        col = pa.array(raw, pa.int64()).cast(typ)
+    bad = table.set_column(table.schema.get_field_index("day"), "day", col)
+    good, rejected = validate(bad, test_start_day=TSD)
+    assert rejected.column("reason").to_pylist() == ["out_of_range:day"]
+    assert good.num_rows == table.num_rows - 1
+    assert set(good.column("day").to_pylist()) <= set(days.to_pylist())  # nothing wrapped into the range
 
 
 def test_first_failing_rule_wins(table):

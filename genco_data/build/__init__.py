@@ -4,12 +4,17 @@
     readers.py    Parquet / JSONL / CSV -> Arrow record batches, as read; file-level read errors
     coerce.py     file level: column names and types, type coercion, text parsing, UTF-8
     validate.py   the per-batch rules: vectorized, every failing row gets a named reason
-    unique.py     impression-id uniqueness in bounded memory: 64-bit string hashes, ``IdSet``
-    order.py      chronological order: stream when already ordered, else spill by day and replay
-    writer.py     the release's files: shards (row groups, background writer), rejects, sample
-    stats.py      the Table-1 statistics of a split
-    builder.py    ``build_release``: the atomic build (temporary folder, move into place), ingest, counts,
-                  manifest
+    ingest.py     pass 1, per task: read, check (``check_batch``), spill good rows by (split, day) and ids
+    unique.py     pass 2, per partition: exact impression-id uniqueness in bounded memory
+    layout.py     chronological order and the row-group / shard cuts, from the row sizes alone
+    encode.py     pass 3, per shard: the Parquet file, the shard's statistics and sample candidates
+    writer.py     the release's Parquet settings, row sizes, the sample
+    rejects.py    ``rejects/``: rejected rows read back as their reader produced them
+    sketch.py     distinct counts: exact below a threshold, Apache DataSketches HLL above
+    stats.py      the Table-1 statistics of a split (mergeable across workers)
+    passes.py     the passes on an engine, results in job order
+    engines/      where jobs run: ``local`` (process pool) or ``ray`` (Ray Data)
+    builder.py    ``build_release``: the atomic build (lock, temporary folder, move into place), manifest
 
 The builder never imports the card: :func:`genco_data.pipeline.build_release` (``genco_data.build_release``)
 is build-then-card, the call users want; ``genco_data.build.build_release`` writes everything but the card.
@@ -23,6 +28,9 @@ _EXPORTS = {
     **{n: "genco_data.build.builder" for n in ("BuildResult", "build_release")},
     **{n: "genco_data.build.plan" for n in ("FORMATS", "ROW_GROUP_MAX_BYTES", "SHARD_MAX_BYTES", "MAX_FILE_BYTES")},
     "row_bytes": "genco_data.build.writer",
+    "auto_rows_per_shard": "genco_data.build.plan",
+    "check_batch": "genco_data.build.ingest",
+    "DistinctCounter": "genco_data.build.sketch",
     **{n: "genco_data.build.validate" for n in ("REASONS", "validate", "row_reasons")},
     **{n: "genco_data.build.coerce" for n in ("coerce", "check_schema")},
     **{n: "genco_data.build.stats" for n in ("StatsAccumulator", "release_stats", "format_stats", "files_stats")},

@@ -10,10 +10,12 @@ validates them (:mod:`genco_data.build.validate`), and writes::
     <out>/manifest.json, <out>/README.md
 
 The parts, one job each (:mod:`genco_data.build`): :mod:`~genco_data.build.plan` finds the inputs,
-:mod:`~genco_data.build.readers` reads them, :mod:`~genco_data.build.coerce` and
-:mod:`~genco_data.build.validate` check every batch, :mod:`~genco_data.build.order` keeps each split
-chronological, :mod:`~genco_data.build.writer` writes shards, rejects and sample, and
-:mod:`~genco_data.build.stats` counts; their docstrings state their decisions. This module runs them:
+:mod:`~genco_data.build.passes` runs the passes on an engine (:mod:`~genco_data.build.engines`: this
+machine's cores, or Ray) — :mod:`~genco_data.build.ingest` (read, check, spill),
+:mod:`~genco_data.build.unique` (exact id uniqueness), :mod:`~genco_data.build.layout` (chronological
+order and the cuts), :mod:`~genco_data.build.encode` (the shards, statistics, sample candidates) —, and
+:mod:`~genco_data.build.rejects` writes the rejects; their docstrings state their decisions. This module
+runs them, atomically:
 
 Decisions (each one is a contract the tests hold):
 
@@ -23,6 +25,10 @@ Decisions (each one is a contract the tests hold):
   release (``overwrite``) takes two renames (``out`` -> ``.<out name>.old-<pid>``, then the new one onto
   ``out``); a build killed between them leaves the previous release in ``.old-<pid>``, and the next build
   of the same ``out`` puts it back before anything else.
+* **One writer.** The build holds ``out``'s writer lock (``.<out name>.lock`` beside it, left in place on
+  purpose: :mod:`genco_data.locks`); a second build of the same ``out`` fails at once naming the holder.
+* **Determinism.** The data files, the sample and the manifest are byte-identical for any ``workers`` and
+  engine: every job's output depends on its job alone and results are used in job order.
 * **Invariant.** ``rows_in = rows written + rows rejected``; the build fails when
   ``rows_rejected / rows_in > max_reject_rate``, there are no input rows, or a split would be empty.
 * **Manifest.** ``files`` lists every file under ``data/`` and ``world/`` (path, rows for Parquet, bytes,
@@ -40,22 +46,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from genco_data import __version__
 from genco_data.format.components import CONFIGS, SPLITS
 from genco_data.errors import BuildError
 from genco_data.format.records import FORMAT_VERSION, FileEntry, InputFile, Manifest, Source
+from genco_data.locks import writer_lock
 from genco_data.release import DATA_DIR, MANIFEST_NAME, REJECTS_DIR, WORLD_DIR, sha256_file, shard_name
-from genco_data.build.stats import StatsAccumulator
-from genco_data.build.coerce import coerce
-from genco_data.build.unique import IdSet
-from genco_data.build.validate import row_reasons, to_release_schema
+from genco_data.build.engines import open_engine
+from genco_data.build.ingest import estimated_rows, plan_tasks
+from genco_data.build.passes import run_passes
 from genco_data.build.plan import BuildConfig, _one_line, _Plan, _plan
-from genco_data.build.readers import _read
-from genco_data.build.order import _EPOCH, _already_chronological, _days_int, _Spill
-from genco_data.build.writer import _Background, _BottomK, _Rejects, _ShardWriter, _write_sample
+from genco_data.build.rejects import write_rejects
+from genco_data.build.writer import _write_sample
 
 SPILL_DIR = ".spill"
 
@@ -75,9 +77,12 @@ class BuildResult:
     files: int
     bytes: int
     seconds: float
-    ordering: str  # "stream" or "spill"
+    ordering: str  # "stream": rows kept their input order (already chronological); "spill": sorted by day
     synthetic: bool
     inputs: int
+    ignored: list[str]  # files in the sources that were not read (other suffixes, hidden, releases)
+    workers: int
+    engine: str
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -93,6 +98,8 @@ class BuildResult:
             f"built {self.out} v{self.dataset_version}: {imp['train']:,} train + {imp['test']:,} test rows "
             f"from {self.rows_in:,} in {self.inputs} file(s), {self.rows_rejected:,} rejected ({rate:.3f} %), "
             f"{self.files} files, {self.seconds:.1f} s"
+            + (f"; {len(self.ignored)} other file(s) not read: {', '.join(self.ignored[:3])}{' ...' if len(self.ignored) > 3 else ''}"
+               if self.ignored else "")
         )
 
 
@@ -162,21 +169,52 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         os.rename(tmp, out)
 
 
+#: Longest ``--out`` name: its temporary sibling ``.<name>.tmp-<pid>`` must fit the usual 255-byte name limit.
+MAX_OUT_NAME_BYTES = 255 - len(".") - len(".tmp-") - 10
+
+
+def _prepare_out_parent(out: Path) -> None:
+    """Create ``out``'s parent folder; a path under a regular file, or a name too long, is one line."""
+    if len(out.name.encode("utf-8", "surrogateescape")) > MAX_OUT_NAME_BYTES:
+        raise BuildError(f"{out}: the folder name is {len(out.name.encode('utf-8', 'surrogateescape'))} bytes; at most "
+                         f"{MAX_OUT_NAME_BYTES} (its temporary sibling .<name>.tmp-<pid> must fit the file system's 255)")
+    for parent in [out.parent, *out.parent.parents]:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise BuildError(f"{out}: cannot create it: {parent} is not a folder")
+            break
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"{out}: cannot create its parent folder ({exc.strerror or _one_line(exc)})") from None
+
+
 def build_release(cfg: BuildConfig, progress: bool = True, finalize: Callable[[Path], None] | None = None) -> BuildResult:
     """Build the release described by ``cfg`` (see the module docstring); atomic: either ``cfg.out`` is a
     complete release afterwards, or the call raised and ``cfg.out`` is as before.
 
     ``finalize(folder)`` runs on the finished temporary folder (manifest written) before it is moved into
     place; :func:`genco_data.pipeline.build_release` passes the card renderer. The builder itself never
-    imports the card (the house's one-way rule: build, then card, orchestrated from above)."""
+    imports the card (the house's one-way rule: build, then card, orchestrated from above).
+
+    One writer per ``out``: a second build of the same ``out`` (with or without ``overwrite``) while this one
+    runs fails at once with one line naming the holder (:func:`genco_data.locks.writer_lock`)."""
     t0 = time.perf_counter()
     plan = _plan(cfg)
+    _prepare_out_parent(cfg.out)
+    with writer_lock(cfg.out, "genco build"):
+        return _locked_build(cfg, plan, progress, finalize, t0)
+
+
+def _locked_build(cfg: BuildConfig, plan: _Plan, progress: bool, finalize: Callable[[Path], None] | None, t0: float) -> BuildResult:
     _restore_previous(cfg.out)
     _check_out(cfg)
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(cfg.out)
     tmp = _tmp_dir(cfg.out)
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as exc:
+        raise BuildError(f"{cfg.out}: cannot create its temporary folder {tmp.name} ({exc.strerror or _one_line(exc)})") from None
     try:
         result = _build_into(tmp, plan, cfg, progress, t0, finalize)
         try:
@@ -190,60 +228,57 @@ def build_release(cfg: BuildConfig, progress: bool = True, finalize: Callable[[P
     return result
 
 
-def _progress_bar(plan: _Plan, progress: bool):
+def _progress_bar(rows: int, progress: bool):
     from tqdm.auto import tqdm
 
-    total = None
-    if progress and all(i.fmt == "parquet" for i in plan.inputs):
-        try:
-            total = sum(pq.ParquetFile(i.path).metadata.num_rows for i in plan.inputs)
-        except Exception:  # a broken file is reported by the reader with a proper message
-            total = None
-    return tqdm(total=total, unit="rows", unit_scale=True, desc="build", disable=not progress, leave=False)
+    return tqdm(total=rows or None, unit="rows", unit_scale=True, desc="build", disable=not progress, leave=False)
+
+
+def _copy_world(world: Path, dest: Path) -> None:
+    """Regular files of ``world/`` only (the plan refused symlinks in it); nothing is followed."""
+    for dirpath, _, filenames in os.walk(world):
+        rel = Path(dirpath).relative_to(world)
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            src = Path(dirpath) / name
+            if src.is_symlink() or not src.is_file():  # pragma: no cover - refused by the plan already
+                raise BuildError(f"{src}: not a regular file in world/")
+            shutil.copy2(src, dest / rel / name, follow_symlinks=False)
 
 
 def _build_into(tmp: Path, plan: _Plan, cfg: BuildConfig, progress: bool, t0: float,
                 finalize: Callable[[Path], None] | None) -> BuildResult:
     if plan.world is not None:
-        shutil.copytree(plan.world, tmp / WORLD_DIR, symlinks=False)
-    stream = cfg.ordering == "auto" and _already_chronological(plan, cfg)
-    stats = StatsAccumulator()
-    samplers = {s: _BottomK(cfg.sample_rows, cfg.seed) for s in SPLITS}
-    background = _Background()
+        _copy_world(plan.world, tmp / WORLD_DIR)
+    rows_estimate = estimated_rows(plan)
+    tasks = plan_tasks(plan)
+    engine = open_engine(cfg.engine, cfg.workers, rows_estimate, cfg.ray_address)
+    bar = _progress_bar(rows_estimate if all(i.fmt == "parquet" for i in plan.inputs) else 0, progress)
     try:
-        writers = {
-            s: _ShardWriter(tmp / DATA_DIR / CONFIGS[0], s, cfg, [samplers[s]] + ([stats] if s == "train" else []), background)
-            for s in SPLITS
-        }
-        spills = {s: _Spill(tmp / SPILL_DIR / f"{s}.arrow") for s in SPLITS}
-        rejects = _Rejects(tmp / REJECTS_DIR)
-        sinks = writers if stream else spills
-        rows_in = _ingest(plan, cfg, sinks, rejects, progress)
-        _check_counts(rows_in, rejects, {s: sinks[s].rows for s in SPLITS}, plan, cfg)
-        if not stream:
-            for s in SPLITS:
-                for piece in spills[s].replay():
-                    writers[s].write(piece)
-            shutil.rmtree(tmp / SPILL_DIR, ignore_errors=True)
-        shards = {s: writers[s].close() for s in SPLITS}
+        done = run_passes(tmp, tmp / SPILL_DIR, plan, tasks, cfg, engine, bar, rows_estimate)
     finally:
-        background.shutdown()
-    split_rows = {s: writers[s].rows for s in SPLITS}
-    if sum(split_rows.values()) + rejects.rows != rows_in:  # pragma: no cover - the invariant, checked on every build
-        raise BuildError(f"internal error: rows_in {rows_in} != written {sum(split_rows.values())} + rejected {rejects.rows}")
-    sample_rows = _write_sample(tmp, samplers, split_rows, cfg.sample_rows)
-    files = _file_entries(tmp, shards, sample_rows)
+        bar.close()
+        engine.close()
+    rejects = done.rejects
+    if rejects.total:
+        write_rejects(tmp / REJECTS_DIR, plan.inputs, rejects, cfg)
+    split_rows = {s: sum(n for _, n in done.shards[s]) for s in SPLITS}
+    if sum(split_rows.values()) + rejects.total != done.rows_in:  # pragma: no cover - the invariant, checked on every build
+        raise BuildError(f"internal error: rows_in {done.rows_in} != written {sum(split_rows.values())} + rejected {rejects.total}")
+    sample_rows = _write_sample(tmp, done.samplers, split_rows, cfg.sample_rows)  # reads the spilled candidates
+    shutil.rmtree(tmp / SPILL_DIR, ignore_errors=True)
+    files = _file_entries(tmp, done.shards, sample_rows, done.digests)
     manifest = Manifest(
         dataset_version=cfg.version,
         format_version=FORMAT_VERSION,
         created_by=f"genco-data {__version__}",
-        source=_source(plan),
+        source=_source(plan, done.digests),
         test_start_day=plan.test_start_day,
         splits={CONFIGS[0]: split_rows, CONFIGS[1]: {s: sample_rows[s] for s in SPLITS}},
-        rows_in=rows_in,
-        rows_rejected=rejects.rows,
+        rows_in=done.rows_in,
+        rows_rejected=rejects.total,
         files=files,
-        stats=stats.result(),
+        stats=done.stats,
     )
     (tmp / MANIFEST_NAME).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
     if finalize is not None:
@@ -252,79 +287,24 @@ def _build_into(tmp: Path, plan: _Plan, cfg: BuildConfig, progress: bool, t0: fl
         out=cfg.out,
         dataset_version=cfg.version,
         test_start_day=plan.test_start_day,
-        rows_in=rows_in,
-        rows_rejected=rejects.rows,
+        rows_in=done.rows_in,
+        rows_rejected=rejects.total,
         splits=manifest.splits,
-        reject_reasons=dict(sorted(rejects.reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+        reject_reasons=dict(sorted(rejects.reasons().items(), key=lambda kv: (-kv[1], kv[0]))),
         files=len(files),
         bytes=sum(f.bytes for f in files),
         seconds=time.perf_counter() - t0,
-        ordering="stream" if stream else "spill",
+        ordering="spill" if done.reordered else "stream",
         synthetic=plan.world is not None,
         inputs=len(plan.inputs),
+        ignored=list(plan.ignored),
+        workers=cfg.workers,
+        engine=cfg.engine,
     )
 
 
-def _ingest(plan: _Plan, cfg: BuildConfig, sinks: dict[str, Any], rejects: _Rejects, progress: bool) -> int:
-    """Read, validate and route every input row (good rows to ``sinks[split]``, bad rows to ``rejects``);
-    returns the number of rows read."""
-    tsd = (plan.test_start_day - _EPOCH).days
-    seen = IdSet()  # impression-id hashes accepted so far
-    rows_in = 0
-    bar = _progress_bar(plan, progress)
-    try:
-        for inp in plan.inputs:
-            row0 = 0
-            for batch in _read(inp, cfg):
-                n = batch.num_rows
-                if n == 0:
-                    continue
-                coerced = coerce(batch, inp.name)
-                codes = row_reasons(coerced, test_start_day=plan.test_start_day, seen=seen)
-                bad = codes != 0
-                wide = coerced.table
-                if bad.any():
-                    rejects.write(inp.name, batch, codes, row0)
-                    wide = wide.filter(pa.array(~bad))
-                good = to_release_schema(wide)
-                is_test = _days_int(good.column("day")) >= tsd
-                if not is_test.any():
-                    sinks["train"].write(good)
-                elif is_test.all():
-                    sinks["test"].write(good)
-                else:
-                    sinks["train"].write(good.filter(pa.array(~is_test)))
-                    sinks["test"].write(good.filter(pa.array(is_test)))
-                rows_in += n
-                row0 += n
-                bar.update(n)
-    finally:
-        bar.close()
-        rejects.close()
-    return rows_in
-
-
-def _check_counts(rows_in: int, rejects: _Rejects, split_rows: dict[str, int], plan: _Plan, cfg: BuildConfig) -> None:
-    """Refuse: no input rows; a reject rate above the maximum; an empty split (a release has both)."""
-    if rows_in == 0:
-        raise BuildError(f"no input rows in {', '.join(str(s) for s in cfg.sources)}")
-    rate = rejects.rows / rows_in
-    if rate > cfg.max_reject_rate:
-        top = ", ".join(f"{k} {v:,}" for k, v in rejects.reasons.most_common(3))
-        raise BuildError(
-            f"{rejects.rows:,} of {rows_in:,} rows rejected ({100 * rate:.2f} % > --max-reject-rate "
-            f"{100 * cfg.max_reject_rate:g} %); most common: {top}"
-        )
-    for split, where in (("train", "before"), ("test", "on or after")):
-        if split_rows[split] == 0:
-            raise BuildError(
-                f"no {split} rows: no valid row is {where} test_start_day {plan.test_start_day.isoformat()} "
-                "(a release needs both splits; check --test-start-day)"
-            )
-
-
-
-def _file_entries(tmp: Path, shards: dict[str, list[tuple[Path, int]]], sample_rows: dict[str, int]) -> list[FileEntry]:
+def _file_entries(tmp: Path, shards: dict[str, list[tuple[Path, int]]], sample_rows: dict[str, int],
+                  digests: dict[str, str]) -> list[FileEntry]:
     rows_of: dict[str, int] = {}
     for s in SPLITS:
         for p, n in shards[s]:
@@ -339,12 +319,14 @@ def _file_entries(tmp: Path, shards: dict[str, list[tuple[Path, int]]], sample_r
             if not p.is_file():
                 continue
             rel = p.relative_to(tmp).as_posix()
-            entries.append(FileEntry(path=rel, rows=rows_of.get(rel), bytes=p.stat().st_size, sha256=sha256_file(p)))
+            digest = digests.get(str(p)) or sha256_file(p)
+            entries.append(FileEntry(path=rel, rows=rows_of.get(rel), bytes=p.stat().st_size, sha256=digest))
     return entries
 
 
-def _source(plan: _Plan) -> Source:
-    inputs = [InputFile(path=i.name, bytes=i.path.stat().st_size, sha256=sha256_file(i.path)) for i in plan.inputs]
+def _source(plan: _Plan, digests: dict[str, str]) -> Source:
+    inputs = [InputFile(path=i.name, bytes=i.path.stat().st_size, sha256=digests.get(str(i.path)) or sha256_file(i.path))
+              for i in plan.inputs]
     if plan.world is None:
         return Source(kind="raw", inputs=inputs)
     w = plan.world_json

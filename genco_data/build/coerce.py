@@ -131,28 +131,60 @@ def check_schema(schema: pa.Schema, where: str) -> None:
 
 @dataclass
 class Coerced:
-    """A batch converted to :data:`WIDE_SCHEMA`; ``malformed[col]`` flags text cells that did not parse."""
+    """A batch converted to :data:`WIDE_SCHEMA`; ``malformed[col]`` flags text cells that did not parse,
+    ``missing[col]`` JSONL lines without that key, ``day_out_of_range`` days that a 32-bit date cannot hold
+    (nulled here, so that they are rejected by name instead of wrapped into a plausible date)."""
 
     table: pa.Table
     malformed: dict[str, np.ndarray] = field(default_factory=dict)
+    missing: dict[str, np.ndarray] = field(default_factory=dict)
+    day_out_of_range: np.ndarray | None = None
 
 
-def coerce(batch: pa.RecordBatch | pa.Table, where: str) -> Coerced:
+def coerce(batch: pa.RecordBatch | pa.Table, where: str, missing: dict[str, np.ndarray] | None = None) -> Coerced:
     """Convert ``batch`` (any accepted source types, any column order) to :data:`WIDE_SCHEMA`.
 
-    File-level problems raise :class:`SchemaError`; unparseable text cells are flagged per row."""
+    File-level problems raise :class:`SchemaError`; unparseable text cells are flagged per row; ``missing``
+    (from the JSONL reader) is passed through."""
     check_schema(batch.schema, where)
     arrays = []
     malformed: dict[str, np.ndarray] = {}
+    day_out: np.ndarray | None = None
     for name in ROW_COLUMNS:
         col = batch.column(name)
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        if KINDS[name] == "date":
+            col, day_out = _bounded_days(col)
         arr, bad = _coerce_column(col, KINDS[name], name, where)
         arrays.append(arr)
         if bad is not None and bad.any():
             malformed[name] = bad
-    return Coerced(pa.Table.from_arrays(arrays, schema=WIDE_SCHEMA), malformed)
+    return Coerced(pa.Table.from_arrays(arrays, schema=WIDE_SCHEMA), malformed, dict(missing or {}), day_out)
+
+
+_UNITS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+_I32 = (-(2**31), 2**31 - 1)
+
+
+def _bounded_days(arr: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """Timestamps and date64 as int64 days (floor), checked against int32 *before* any cast: a value a date32
+    cannot hold becomes null and is flagged, never wrapped. Other types pass unchanged."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    t = arr.type
+    if pa.types.is_timestamp(t):
+        per_day = _UNITS_PER_DAY[t.unit]
+    elif pa.types.is_date64(t):
+        per_day = 86_400_000
+    else:
+        return arr, None
+    raw = arr.cast(pa.int64()).to_numpy(zero_copy_only=False) if not arr.null_count else pc.fill_null(arr.cast(pa.int64()), 0).to_numpy()
+    days = np.floor_divide(raw, per_day)
+    out = (days < _I32[0]) | (days > _I32[1])
+    valid = np.asarray(arr.is_valid()) if arr.null_count else np.ones(len(arr), dtype=bool)
+    days32 = pa.array(np.where(out, 0, days).astype(np.int32), pa.int32(), mask=~valid | out)
+    return days32.cast(pa.date32()), (out & valid) if (out & valid).any() else None
 
 
 def coerce_column(arr: pa.Array, name: str, where: str) -> tuple[pa.Array, np.ndarray | None]:

@@ -36,26 +36,36 @@ _JSON_SCHEMA = pa.schema([(c, _JSON_TYPES[KINDS[c]]) for c in ROW_COLUMNS])
 
 def _read(inp: _Input, cfg: BuildConfig) -> Iterator[pa.RecordBatch]:
     """Batches of ``inp`` as read (the rows' original form, kept for rejects). File-level problems raise."""
+    for batch, _ in read_chunks(inp, cfg):
+        yield batch
+
+
+def read_chunks(inp: _Input, cfg: BuildConfig, row_groups: list[int] | None = None) -> Iterator[tuple[pa.RecordBatch, dict[str, np.ndarray]]]:
+    """``(batch, missing)`` pairs: the batches of :func:`_read` and, for JSONL, ``missing[column]`` = bool
+    ``[rows]`` flags of the lines that lack that key (other formats: ``{}``). ``row_groups``: Parquet only,
+    read just these row groups (a build task)."""
     try:
         if inp.path.stat().st_size == 0:
             raise InvalidInputError(f"{inp.name}: empty file (0 bytes)")
         if inp.fmt == "parquet":
-            yield from _read_parquet(inp, cfg)
+            for batch in _read_parquet(inp, cfg, row_groups):
+                yield batch, {}
         elif inp.fmt == "jsonl":
             yield from _read_jsonl(inp, cfg)
         else:
-            yield from _read_csv(inp, cfg)
+            for batch in _read_csv(inp, cfg):
+                yield batch, {}
     except GencoError:
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise InvalidInputError(f"{inp.name}: cannot read as {inp.fmt} ({_one_line(exc)})") from None
 
 
-def _read_parquet(inp: _Input, cfg: BuildConfig) -> Iterator[pa.RecordBatch]:
+def _read_parquet(inp: _Input, cfg: BuildConfig, row_groups: list[int] | None = None) -> Iterator[pa.RecordBatch]:
     # buffered column reads: memory stays bounded even when a file has one huge row group
     pf = pq.ParquetFile(inp.path, buffer_size=8 << 20)
     check_schema(pf.schema_arrow, inp.name)
-    yield from pf.iter_batches(batch_size=cfg.batch_rows)
+    yield from pf.iter_batches(batch_size=cfg.batch_rows, row_groups=row_groups)
 
 
 def _first_json_line(inp: _Input, limit: int) -> dict | None:
@@ -81,18 +91,106 @@ def _first_json_line(inp: _Input, limit: int) -> dict | None:
                 return obj
 
 
-def _read_jsonl(inp: _Input, cfg: BuildConfig) -> Iterator[pa.RecordBatch]:
+def _read_jsonl(inp: _Input, cfg: BuildConfig) -> Iterator[tuple[pa.RecordBatch, dict[str, np.ndarray]]]:
     first = _first_json_line(inp, cfg.block_bytes)
     if first is None:
         return
     # names only (types are checked by the explicit schema below)
     check_schema(pa.schema([(k, pa.null()) for k in first]), inp.name)
-    reader = pa_json.open_json(
-        inp.path,
-        read_options=pa_json.ReadOptions(block_size=cfg.block_bytes, use_threads=False),
+    line0 = 0
+    for block in _line_blocks(inp, cfg.block_bytes):
+        lines = _nonblank_lines(block)
+        if not len(lines):
+            continue
+        table = json_lines_table(lines)
+        missing = missing_keys(lines)
+        line0 += len(lines)
+        for batch in table.to_batches():
+            yield batch, {c: m[:batch.num_rows] for c, m in missing.items()}
+            missing = {c: m[batch.num_rows:] for c, m in missing.items()}
+
+
+def _line_blocks(inp: _Input, block_bytes: int) -> Iterator[bytes]:
+    """The file in blocks of about ``block_bytes`` that end at a line break (the last one may not)."""
+    with open(inp.path, "rb") as fh:
+        rest = b""
+        k = 0  # lines before this block, for the message
+        while True:
+            data = fh.read(block_bytes)
+            if not data:
+                if rest:
+                    yield rest
+                return
+            data = rest + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                if len(data) > block_bytes:
+                    raise InvalidInputError(f"{inp.name}: line {k + 1} is longer than {block_bytes:,} bytes (block_bytes); one JSON object per line")
+                rest = data
+                continue
+            block, rest = data[: cut + 1], data[cut + 1:]
+            k += block.count(b"\n")
+            yield block
+
+
+def _nonblank_lines(block: bytes) -> pa.Array:
+    """large_binary ``[lines]``: the block's lines that hold more than whitespace, without their line breaks
+    (the lines Arrow's JSON reader turns into rows)."""
+    buf = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(buf == 10)
+    if not len(ends) or ends[-1] != len(buf) - 1:
+        ends = np.append(ends, len(buf))  # a last line without its line break
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    offsets = np.empty(len(starts) + 1, dtype=np.int64)
+    offsets[:-1] = starts
+    offsets[-1] = len(buf)
+    # each line with its line break, zero-copy over the block; the breaks are trimmed below
+    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(block)])
+    arr = pc.binary_slice(arr, 0, -1) if block.endswith(b"\n") and len(starts) else arr
+    if not block.endswith(b"\n") and len(starts) > 1:  # only the last line lacks a break
+        head = pc.binary_slice(arr.slice(0, len(starts) - 1), 0, -1)
+        arr = pa.concat_arrays([head, arr.slice(len(starts) - 1)])
+    blank = np.asarray(pc.match_substring_regex(arr, r"^[ \t\r]*$"))
+    return arr.filter(pa.array(~blank)) if blank.any() else arr
+
+
+def json_lines_table(lines: pa.Array) -> pa.Table:
+    """Parse non-blank JSON lines (a binary array) with the schema's JSON types: one row per line."""
+    joined = pc.binary_join_element_wise(lines, pa.scalar(b"\n", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64, count=len(joined) + 1, offset=joined.offset * 8)
+    buf = joined.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    table = pa_json.read_json(
+        pa.BufferReader(buf),
+        read_options=pa_json.ReadOptions(block_size=max(1 << 20, buf.size + 1), use_threads=False),
         parse_options=pa_json.ParseOptions(explicit_schema=_JSON_SCHEMA, unexpected_field_behavior="error"),
     )
-    yield from reader
+    if table.num_rows != len(lines):  # pragma: no cover - blank lines were dropped before
+        raise InvalidInputError(f"{table.num_rows} rows parsed from {len(lines)} lines")
+    return table
+
+
+#: A key ends with an unescaped quote followed by a colon; inside a JSON string every quote is escaped.
+_KEY_END = r'[^\\]"[ \t\r]*:'
+
+
+def missing_keys(lines: pa.Array) -> dict[str, np.ndarray]:
+    """``{column: bool [lines]}`` for the columns some line lacks (a JSON object may not omit a key, not even
+    a nullable one: such a line is rejected with ``missing:<column>``). One regex count per line finds the
+    complete lines (every schema key once: Arrow refuses a key given twice and unknown keys); the few
+    others are searched key by key."""
+    counts = np.asarray(pc.count_substring_regex(lines, _KEY_END))
+    short = np.flatnonzero(counts < len(ROW_COLUMNS))
+    if not len(short):
+        return {}
+    few = lines.take(pa.array(short))
+    out: dict[str, np.ndarray] = {}
+    for c in ROW_COLUMNS:
+        has = np.asarray(pc.match_substring_regex(few, '"' + c + r'"[ \t\r]*:'))
+        if not has.all():
+            m = np.zeros(len(lines), dtype=bool)
+            m[short[~has]] = True
+            out[c] = m
+    return out
 
 
 def _read_csv(inp: _Input, cfg: BuildConfig) -> Iterator[pa.RecordBatch]:

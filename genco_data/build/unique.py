@@ -1,14 +1,24 @@
-"""Impression-id uniqueness in bounded memory: 64-bit string hashes and a set of them.
+"""Impression-id uniqueness, exact and in bounded memory: 64-bit string hashes, a hash-partitioned check.
 
-``impression_id`` uniqueness across a whole build keeps one 64-bit hash per accepted row
-(:func:`hash_strings`, 8 bytes/row: 80 MB for 10 M rows). Two different ids collide with probability
-about ``N**2 / 2**65`` (3e-6 for N = 10 M); such a row would be rejected (never lost). The rule itself
-(``duplicate_id:impression_id``, first occurrence wins) is :func:`genco_data.build.validate.row_reasons`'.
+The build's rule ``duplicate_id:impression_id`` (the first occurrence in input order wins; a row rejected
+for another reason takes no id) is decided after the first pass, not while streaming:
 
-The same hashes key the release's sample (:mod:`genco_data.build.writer`); :class:`IdSet` also holds the
-distinct ids the statistics count (:mod:`genco_data.build.stats`).
+* every good row's ``(hash, seq, impression_id, piece, row in piece)`` was spilled by its ingest task into one of
+  ``P`` partitions by the top bits of :func:`hash_strings` (:mod:`genco_data.build.ingest`);
+* :func:`partition_duplicates` loads one partition (~``rows / P`` rows, ~40 bytes each), sorts it by
+  ``(hash, seq)`` and takes the rows whose hash equals a neighbour's as *candidates*; among the candidates
+  the ids are compared **as strings** (Arrow's dictionary encoding: exact equality), and every row but the
+  smallest ``seq`` of an id is a duplicate. A 64-bit collision between two different ids only makes both
+  candidates; both are kept. Partitions are independent, so workers check them in parallel.
+
+Memory is one partition at a time per worker; the spill is ~40 bytes per good row on disk. The same hashes
+key the release's sample (:mod:`genco_data.build.writer`); :class:`IdSet` is the exact set behind the
+statistics' small distinct counts (:mod:`genco_data.build.sketch`) and :func:`~genco_data.build.validate.validate`'s
+optional cross-batch check.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -144,4 +154,73 @@ class IdSet:
         return len(u)
 
 
-__all__ = ["splitmix64", "hash_strings", "sorted_unique", "IdSet"]
+# ------------------------------------------------------------------------------ the partitioned check
+@dataclass
+class Duplicates:
+    """The duplicate rows of a partition: ``seq``, ``piece``, ``prow`` (int64 [d]), sorted by seq."""
+
+    seq: np.ndarray
+    piece: np.ndarray
+    prow: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Duplicates":
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z.copy(), z.copy())
+
+    @classmethod
+    def concat(cls, parts: list["Duplicates"]) -> "Duplicates":
+        if not parts:
+            return cls.empty()
+        seq = np.concatenate([p.seq for p in parts])
+        order = np.argsort(seq, kind="stable")
+        return cls(seq[order], np.concatenate([p.piece for p in parts])[order], np.concatenate([p.prow for p in parts])[order])
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+
+SEQ_BITS = 32  # seq = task << SEQ_BITS | row in task
+PIECE_BITS = 24  # piece id = task << PIECE_BITS | piece in task
+
+
+def partition_duplicates(sources: list[tuple[str, list[int], int]]) -> Duplicates:
+    """Exact duplicates among the id records of one partition: ``sources`` = ``[(ids file, batch indices,
+    task)]`` (the partition's runs in every task's id spill). See the module docstring."""
+    batches, tasks = [], []
+    for path, indices, task in sources:
+        reader = pa.ipc.open_file(pa.memory_map(path))  # the batches keep the mapping alive
+        for i in indices:
+            b = reader.get_batch(i)
+            batches.append(b)
+            tasks.append(np.full(b.num_rows, task, dtype=np.int64))
+    if not batches:
+        return Duplicates.empty()
+    table = pa.Table.from_batches(batches)
+    task_of = np.concatenate(tasks)
+    h = table.column("hash").to_numpy()
+    seq = (task_of << np.int64(SEQ_BITS)) | table.column("local").to_numpy()
+    order = np.lexsort((seq, h))
+    hs = h[order]
+    same = hs[1:] == hs[:-1]
+    if not same.any():
+        return Duplicates.empty()
+    cand = np.zeros(len(hs), dtype=bool)
+    cand[1:] |= same
+    cand[:-1] |= same
+    rows = order[cand]
+    ids = table.column("id").take(pa.array(rows)).combine_chunks()
+    codes = pc.dictionary_encode(ids).indices.to_numpy()  # equal codes <=> equal strings
+    cseq = seq[rows]
+    corder = np.lexsort((cseq, codes))
+    first = np.ones(len(corder), dtype=bool)
+    first[1:] = codes[corder][1:] != codes[corder][:-1]
+    dup = rows[corder[~first]]
+    if not len(dup):
+        return Duplicates.empty()
+    dup = dup[np.argsort(seq[dup], kind="stable")]
+    piece = (task_of[dup] << np.int64(PIECE_BITS)) | table.column("k").to_numpy()[dup].astype(np.int64)
+    return Duplicates(seq[dup], piece, table.column("prow").to_numpy()[dup].astype(np.int64))
+
+
+__all__ = ["splitmix64", "hash_strings", "sorted_unique", "IdSet", "Duplicates", "partition_duplicates"]

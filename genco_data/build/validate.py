@@ -9,7 +9,11 @@ Two levels, kept apart:
   ``pyarrow.compute`` and numpy on the list offsets; no Python loop over rows on the good path. Each row
   gets the code of the **first** rule it breaks, in this order (:data:`REASONS` lists every name):
 
-  1. ``malformed:<column>`` — a text cell that does not parse (CSV), in column order;
+  1. ``malformed:<column>`` — a text cell that does not parse (CSV), in column order; ``missing:<column>`` — a
+     JSONL line without that key (a JSON object may not omit a key, nullable or not: an omitted key is not
+     the same statement as ``null``, and the first line fixes the file's columns);
+     ``out_of_range:day`` — a day outside :data:`DAY_MIN` .. :data:`DAY_MAX` (never wrapped into range:
+     timestamps are converted to days in 64 bits and checked before the cast to date32);
   2. ``null:<column>`` — null in a non-nullable column; ``null_element:<column>`` — a null inside a list;
   3. ``empty:impression_id`` — the empty string;
   4. ``unknown_policy:logging_policy`` — not one of :data:`~genco_data.format.components.LOGGING_POLICIES`;
@@ -21,12 +25,15 @@ Two levels, kept apart:
      ``negative_id:<c>``, ``duplicate_candidate:<c>``, ``exposed_null:<c>`` (non-empty pool, null exposed),
      ``exposed_on_empty_pool:<c>``, ``exposed_out_of_range:<c>`` (not ``0 <= exposed < len(pool)``, or
      beyond int16), ``propensity_null:<c>``, ``propensity_on_empty_pool:<c>``,
-     ``propensity_out_of_range:<c>`` (not finite, or not in (0, 1] after rounding to float32);
+     ``propensity_out_of_range:<c>`` (not finite, or not in (0, 1] after rounding to float32),
+     ``propensity_not_uniform:<c>`` (a ``uniform``-logged row whose propensity is not ``1/len(pool)``, to
+     a relative :data:`UNIFORM_TOLERANCE`: the replay estimators weigh by ``n`` and trust it);
   10. ``duplicate_id:impression_id`` — the id was already taken by an earlier row that passed every other
       rule (earlier in this batch, or in an earlier batch when a :class:`IdSet` ``seen`` is passed). The
       first occurrence in input order wins; a row rejected for another reason takes no id.
 
-``impression_id`` uniqueness across a build keeps its hashes in :mod:`genco_data.build.unique`.
+The builder calls :func:`row_reasons` with ``duplicates=False`` and decides rule 10 for the whole build after
+a pass, exactly and in bounded memory (:mod:`genco_data.build.unique`).
 :func:`validate` is the whole thing for one batch (coerce, rules, split), with no I/O and no engine inside it.
 """
 from __future__ import annotations
@@ -60,11 +67,21 @@ _COMPONENT_RULES = (
     "propensity_null",
     "propensity_on_empty_pool",
     "propensity_out_of_range",
+    "propensity_not_uniform",
 )
+
+
+#: Plausible log days; a day outside is rejected (``out_of_range:day``), never wrapped into range.
+DAY_MIN = _dt.date(1990, 1, 1)
+DAY_MAX = _dt.date(2099, 12, 31)
+#: |propensity * n - 1| allowed for a uniform-logged row (float32 rounding and ~6-digit text).
+UNIFORM_TOLERANCE = 1e-5
 
 
 def _catalogue() -> tuple[str, ...]:
     names: list[str] = [f"malformed:{c}" for c in ROW_COLUMNS]
+    names += [f"missing:{c}" for c in ROW_COLUMNS]
+    names.append("out_of_range:day")
     for c in ROW_COLUMNS:
         if c in _NON_NULLABLE:
             names.append(f"null:{c}")
@@ -178,10 +195,12 @@ def row_reasons(
     *,
     test_start_day: _dt.date | None = None,
     seen: IdSet | None = None,
+    duplicates: bool = True,
 ) -> np.ndarray:
     """Reason code of every row: int16 ``[n]``, 0 for a good row, else ``CODE[first rule broken]``.
 
-    ``seen``: impression-id hashes accepted so far in this build; the good rows' ids are added to it."""
+    ``seen``: impression-id hashes accepted so far in this build; the good rows' ids are added to it.
+    ``duplicates=False``: leave rule 10 (``duplicate_id``) to the caller (the builder decides it build-wide)."""
     t = coerced.table
     n = t.num_rows
     if n > _MAX_BATCH_ROWS:
@@ -199,6 +218,16 @@ def row_reasons(
         bad = coerced.malformed.get(name)
         if bad is not None:
             mark(f"malformed:{name}", bad)
+    for name in ROW_COLUMNS:
+        gone = coerced.missing.get(name)
+        if gone is not None:
+            mark(f"missing:{name}", gone)
+    day = col["day"].cast(pa.int32())
+    if coerced.day_out_of_range is not None:
+        mark("out_of_range:day", coerced.day_out_of_range)
+    day_np = _np(day, np.iinfo(np.int32).min)
+    lo, hi = ((d - _dt.date(1970, 1, 1)).days for d in (DAY_MIN, DAY_MAX))
+    mark("out_of_range:day", ~_nulls(day) & ((day_np < lo) | (day_np > hi)))
     lists = {name: _Lists.of(col[name]) for name in _LIST_COLUMNS}
     for name in ROW_COLUMNS:
         if name in _NON_NULLABLE:
@@ -211,8 +240,7 @@ def row_reasons(
     policy = col["logging_policy"]
     mark("unknown_policy:logging_policy", ~_np(pc.is_in(policy, value_set=pa.array(LOGGING_POLICIES)), True))
     if test_start_day is not None:
-        day = _np(col["day"].cast(pa.int32()), np.iinfo(np.int32).min)
-        in_test = day >= (test_start_day - _dt.date(1970, 1, 1)).days
+        in_test = day_np >= (test_start_day - _dt.date(1970, 1, 1)).days
         mark("not_uniform_in_test:logging_policy", in_test & ~_np(pc.equal(policy, UNIFORM), True))
 
     for name in _BASE_ID_COLUMNS:
@@ -226,6 +254,7 @@ def row_reasons(
     click = _np(col["click"])
     mark("not_binary:click", (click != 0) & (click != 1))
 
+    is_uniform = _np(pc.equal(policy, UNIFORM), False)
     for comp in COMPONENTS:
         pool = lists[candidates_col(comp)]
         empty = pool.lengths == 0
@@ -245,9 +274,12 @@ def row_reasons(
         with np.errstate(invalid="ignore"):
             p_ok = np.isfinite(p) & (p > 0) & (p <= 1)
         mark(f"propensity_out_of_range:{comp}", ~p_null & ~p_ok)
+        with np.errstate(invalid="ignore"):
+            off = np.abs(p.astype(np.float64) * pool.lengths - 1.0) > UNIFORM_TOLERANCE
+        mark(f"propensity_not_uniform:{comp}", is_uniform & ~empty & ~p_null & off)
 
     # impression_id uniqueness among the rows that passed everything else, first occurrence wins
-    ok = np.flatnonzero(codes == 0)
+    ok = np.flatnonzero(codes == 0) if duplicates else np.zeros(0, dtype=np.int64)
     if len(ok):
         h = hash_strings(ids if len(ok) == n else ids.take(pa.array(ok)))
         order = np.argsort(h, kind="stable")  # equal hashes keep input order: the first one wins
