@@ -8,7 +8,7 @@ TORCH_PIN ?= torch==2.13.0
 
 install:
 	$(PIP) install -q $(TORCH_PIN)
-	$(PIP) install -q -e ".[torch,dev]"
+	$(PIP) install -q -e ".[torch,dev,obp]"
 
 demo: install
 	genco demo --out demo_out

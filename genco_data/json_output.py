@@ -65,9 +65,13 @@ VERBS: tuple[VerbOutput, ...] = (
         ("release", "release folder"), ("dataset_version", "semver of the data"), ("split", "`train` or `test`"),
         ("rows", "impressions"), ("clicks", "clicks"), ("ctr", "clicks / rows"), ("paper_ctr", "the paper's train CTR"),
         ("days", "distinct days"), ("first_day", "first day (ISO)"), ("last_day", "last day (ISO)"),
-        ("distinct_users", "distinct users (sketch estimate at scale)"), ("distinct_ads", "distinct ads"),
-        ("components", "per component: distinct_ids, coverage, avg_candidates, exposures_per_candidate_per_day, "
-                       "paper_coverage, paper_avg_candidates"))),
+        ("distinct_users", "distinct users (HLL estimate above 65,536)"), ("distinct_ads", "distinct ads (likewise)"),
+        ("distinct_ids", "id column → distinct count (likewise)"),
+        ("ads_sampled", "ads in the per-ad sample (bottom 65,536 by splitmix64(ad_id); all ads below that)"),
+        ("components", "per component: distinct_ids, ids_per_ad, coverage (% of ads), avg_candidates (per ad), "
+                       "exposures_per_candidate_per_day, rows_coverage, rows_avg_candidates (per row) and the "
+                       "paper's figure of each (`paper_*`)"),
+        ("estimates", "dotted key of every figure that is an estimate → method, low, high"))),
     VerbOutput("evaluate", "one evaluation (`EvaluationResult.to_dict()`); `--validity` prints the validity study instead", (
         ("release", "release folder"), ("dataset_version", "semver of the data"), ("format_version", "row format version"),
         ("manifest_sha256", "sha256 of the release's manifest.json"), ("predictions", "the predictions file"),
