@@ -1,7 +1,8 @@
 """Releases -> torch: every component padded to 15 candidates, vocabularies, a typed ``Batch``, datasets.
 
     padding.py    layout constants, the truncation rule, Arrow checks, numpy blocks (torch-free)
-    vocab.py      Vocabularies: exact and hashing-trick id -> index lookups (torch-free)
+    hashing.py    the fixed salted splitmix64 id hash, collision arithmetic, table sizes from a manifest (torch-free)
+    vocab.py      Vocabularies: hashed (default), direct and exact id -> row lookups (torch-free)
     sources.py    parquet_files and what else may be passed: release folders, tables, HF datasets (torch-free)
     cache.py      the padded on-disk row-group cache of streamed Parquet (torch-free)
     batch.py      Batch, pad_table (torch)
@@ -24,6 +25,13 @@ _EXPORTS = {
     "TENSOR_FIELDS": "genco_data.load.padding",
     "Batch": "genco_data.load.batch",
     "Vocabularies": "genco_data.load.vocab",
+    "VOCAB_MODES": "genco_data.load.vocab",
+    "resolve_vocabs": "genco_data.load.vocab",
+    "DEFAULT_HASH_SIZE": "genco_data.load.hashing",
+    "hash_buckets": "genco_data.load.hashing",
+    "expected_collisions": "genco_data.load.hashing",
+    "measured_collisions": "genco_data.load.hashing",
+    "manifest_hash_sizes": "genco_data.load.hashing",
     "pad_table": "genco_data.load.batch",
     "parquet_files": "genco_data.load.sources",
     "MapDataset": "genco_data.load.datasets",

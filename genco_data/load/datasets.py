@@ -45,7 +45,7 @@ from genco_data.load.padding import (
     _shuffled,
 )
 from genco_data.load.sources import Source, _ArrowRows, _is_hf_dataset, _is_hf_iterable, _is_pathlike, parquet_files
-from genco_data.load.vocab import Vocabularies
+from genco_data.load.vocab import VOCAB_MODES, Vocabularies, resolve_vocabs
 
 #: Rows per shuffling buffer of the iterable dataset.
 SHUFFLE_BUFFER = 131072
@@ -61,8 +61,9 @@ class MapDataset(TorchDataset, _ArrowRows):
     loader never builds rows one by one; ``ds[i]`` is a one-row :class:`Batch`. A release folder is read
     with pyarrow (memory-mapped Parquet, decoded once into RAM — use :class:`StreamingDataset` to stream
     data larger than memory). An HF ``Dataset`` is read through its Arrow table, honouring its indices
-    mapping (after ``select``/``shuffle``/``train_test_split``). ``vocabs=None`` builds the vocabularies
-    from the same rows (from the *train* split for a release folder). ``verify``: a release folder is
+    mapping (after ``select``/``shuffle``/``train_test_split``). ``vocabs``: see :func:`resolve_vocabs` —
+    None = hashed (sized by the manifest of a release folder; no pass over the data), ``"exact"`` = built from
+    the same rows (from the *train* split for a release folder). ``verify``: a release folder is
     checked against its manifest's sha256 first (:func:`parquet_files`); False skips it.
     """
 
@@ -95,8 +96,6 @@ class MapDataset(TorchDataset, _ArrowRows):
                 _check_schema(schema)
                 tables.append(pq.read_table(f, columns=list(REQUIRED_COLUMNS), memory_map=True))
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            if vocabs is None and _is_pathlike(source) and split != "train":
-                vocabs = Vocabularies.build(parquet_files(source, "train", config, verify=verify))
         else:
             raise TypeError(
                 "MapDataset expects a pyarrow Table, a datasets.Dataset or a release folder, "
@@ -108,7 +107,7 @@ class MapDataset(TorchDataset, _ArrowRows):
         # batches are taken chunk by chunk from zero-copy record batches with common boundaries.
         self._chunks = self.table.to_batches()
         self._starts = np.cumsum([0] + [len(b) for b in self._chunks])
-        self.vocabs = vocabs if vocabs is not None else Vocabularies.build(self)
+        self.vocabs = resolve_vocabs(vocabs, source, self, split=split, config=config, verify=verify)
 
     def __getitems__(self, indices: Sequence[int] | np.ndarray) -> Batch:
         keys = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -276,14 +275,12 @@ class StreamingDataset(TorchIterableDataset):
                 pf = pq.ParquetFile(f)
                 _check_schema(pf.schema_arrow)
                 self.units += [_Unit(fi, g, pf.metadata.row_group(g).num_rows) for g in range(pf.num_row_groups)]
-            if vocabs is None and _is_pathlike(source) and split != "train":
-                vocabs = Vocabularies.build(parquet_files(source, "train", config, verify=verify))
         else:
             raise TypeError(
                 "StreamingDataset expects a release folder, Parquet path(s) or a datasets.IterableDataset, "
                 f"got {type(source).__name__} (use MapDataset for a Table or datasets.Dataset)"
             )
-        self.vocabs = vocabs if vocabs is not None else Vocabularies.build(self._hf if self._hf is not None else self.files)
+        self.vocabs = resolve_vocabs(vocabs, source, self._hf if self._hf is not None else self.files, split=split, config=config, verify=verify)
 
     @property
     def epoch(self) -> int:
@@ -434,9 +431,10 @@ def loader(
     (``streaming=True``) → :class:`StreamingDataset`; a release folder or Parquet path(s) → streamed
     (:class:`StreamingDataset`) unless ``streaming=False``, reading ``config``/``split``.
 
-    ``vocabs``: a :class:`Vocabularies`, a path saved by :meth:`Vocabularies.save`, or None to build them
-    from ``ds`` itself (for a release folder: from its train split). For a test split, pass the train
-    vocabularies. ``rank``/``world_size`` default to ``torch.distributed`` when initialized: every row is
+    ``vocabs``: a :class:`Vocabularies`, a path saved by :meth:`Vocabularies.save`, None / ``"hashed"`` (the
+    default: hashed tables, sized by a release folder's manifest, else the documented defaults; nothing is
+    read before the first batch) or ``"exact"`` (built from ``ds`` itself; for a release folder from its train
+    split). For a test split, pass the train vocabularies (hashed ones of the same release are equal anyway). ``rank``/``world_size`` default to ``torch.distributed`` when initialized: every row is
     seen exactly once per epoch across ranks × workers (``drop_last`` trades that for equal step counts).
     Call ``loader.set_epoch(epoch)`` before each epoch when shuffling. ``cache_dir`` keeps padded row
     groups on disk for streamed Parquet (see :class:`StreamingDataset`). ``verify``: a release folder is
@@ -445,7 +443,7 @@ def loader(
     """
     if type(ds).__name__ in ("DatasetDict", "IterableDatasetDict"):
         raise TypeError(f"loader expects one split, got a {type(ds).__name__} with {list(ds)}; pass e.g. ds['train']")
-    if vocabs is not None and not isinstance(vocabs, Vocabularies):
+    if vocabs is not None and not isinstance(vocabs, Vocabularies) and vocabs not in VOCAB_MODES:
         vocabs = Vocabularies.load(vocabs)
     rank, world_size = _resolve_rank(rank, world_size)
     kw: dict[str, Any] = {
