@@ -189,21 +189,26 @@ class Vocabularies:
         }
 
     # -- lookups -------------------------------------------------------------------------------
-    def lookup(self, name: str, ids: np.ndarray) -> np.ndarray:
-        """Table rows (int64) of the int64 ``ids`` of vocabulary ``name`` (unknown exact ids → 1)."""
+    def lookup(self, name: str, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Table rows (int64) of the int64 ``ids`` of vocabulary ``name`` (unknown exact ids → 1); written into
+        ``out`` (an int64 array of the same size) when given, which is returned."""
         ids = np.asarray(ids, dtype=np.int64)
         buckets = self.hash_buckets.get(name)
+        if buckets is not None and self.hash_name != _LEGACY_HASH:
+            return hash_buckets(ids, self._salts[name], buckets, out=out)
         if buckets is not None:
-            if self.hash_name == _LEGACY_HASH:
-                return _legacy_hash(ids, buckets)
-            return hash_buckets(ids, self._salts[name], buckets)
-        codes = self.direct.get(name)
-        if codes is not None:
-            return np.where((ids >= 0) & (ids < codes), ids + FIRST_INDEX, OOV_INDEX)
-        index = self._index.get(name)
-        if index is None:
-            index = self._index[name] = _make_index(self.keys[name])
-        return index(ids)
+            res = _legacy_hash(ids, buckets)
+        elif name in self.direct:
+            res = np.where((ids >= 0) & (ids < self.direct[name]), ids + FIRST_INDEX, OOV_INDEX)
+        else:
+            index = self._index.get(name)
+            if index is None:
+                index = self._index[name] = _make_index(self.keys[name])
+            res = index(ids)
+        if out is None:
+            return res
+        out[...] = res.reshape(out.shape)
+        return out
 
     def lookup_category(self, values: pa.Array) -> np.ndarray:
         """Table rows of a string array; null → 0, unknown (exact) → 1."""
