@@ -4,8 +4,9 @@
     hashing.py    the fixed salted splitmix64 id hash, collision arithmetic, table sizes from a manifest (torch-free)
     vocab.py      Vocabularies: hashed (default), direct and exact id -> row lookups (torch-free)
     sources.py    parquet_files and what else may be passed: release folders, tables, HF datasets (torch-free)
+    streams.py    units and every reader's plan per epoch: ranks x workers, row ranges, resume (torch-free)
     cache.py      the padded on-disk row-group cache of streamed Parquet (torch-free)
-    batch.py      Batch, pad_table (torch)
+    batch.py      Batch, pad_table, concat_batches, RowCollate (torch; Batch joins default_collate)
     datasets.py   MapDataset, ShardedBatchSampler, StreamingDataset, BatchLoader, loader (torch)
 
 Names are imported on first use, so ``import genco_data.load`` does not import torch.
@@ -33,6 +34,8 @@ _EXPORTS = {
     "measured_collisions": "genco_data.load.hashing",
     "manifest_hash_sizes": "genco_data.load.hashing",
     "pad_table": "genco_data.load.batch",
+    "concat_batches": "genco_data.load.batch",
+    "RowCollate": "genco_data.load.batch",
     "parquet_files": "genco_data.load.sources",
     "MapDataset": "genco_data.load.datasets",
     "ShardedBatchSampler": "genco_data.load.datasets",
