@@ -132,6 +132,10 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
     device = _resolve_device(cfg, dist_)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
+    if cfg.sparse_embeddings is None:  # auto: sparse table gradients with SGD, but NCCL has no sparse all-reduce
+        cfg = dataclasses.replace(cfg, sparse_embeddings=cfg.optimizer == "sgd" and not (dist_.enabled and device.type == "cuda"))
+    elif cfg.sparse_embeddings and dist_.enabled and device.type == "cuda":
+        raise InvalidInputError("--sparse-embeddings is not supported with DDP on GPUs (NCCL has no sparse all-reduce)")
     release = Release.open(cfg.data)
     ident = release_identity(release)
     if saved_meta is not None and saved_meta["release"]["manifest_sha256"] != ident["manifest_sha256"]:
@@ -140,8 +144,6 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
         raise InvalidInputError(f"--resume: the run used {saved_meta.get('world_size', 1)} process(es); this one has {dist_.world_size}")
     if dist_.world_size > 1 and cfg.batch_size % dist_.world_size:
         raise InvalidInputError(f"--batch-size {cfg.batch_size} must be divisible by the {dist_.world_size} DDP processes")
-    if dist_.enabled and cfg.sparse_embeddings:
-        raise InvalidInputError("--sparse-embeddings is not supported with DDP")
 
     # ---- data: vocabularies (hashed from the manifest by default), the rank's chronological range (train_data.py)
     verify_checksums(release)  # the release is exactly its manifest before any row is read (cached per process)
@@ -373,7 +375,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rows", type=int, default=None, help="train on the most recent N rows only")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--padded", action="store_true", help="GenCO's padded reference path instead of the packed one")
-    p.add_argument("--sparse-embeddings", action="store_true", help="sparse id-table gradients (SGD, single process)")
+    emb = p.add_mutually_exclusive_group()
+    emb.add_argument("--sparse-embeddings", dest="sparse_embeddings", action="store_const", const=True, default=None,
+                     help="sparse gradient of the id table (default with SGD; not with DDP on GPUs)")
+    emb.add_argument("--dense-embeddings", dest="sparse_embeddings", action="store_const", const=False,
+                     help="dense gradient of the id table (default with Adam and with DDP on GPUs)")
     p.add_argument("--vocab", default=d.vocab, help="hashed (default: the paper's hash embeddings, sized by the manifest's distinct-id "
                    "counts, no pass over the data) or exact (one vocabulary pass over the train rows)")
     p.add_argument("--hash-size-factor", type=float, default=d.hash_size_factor,

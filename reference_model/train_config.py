@@ -47,7 +47,10 @@ class TrainConfig:
     max_rows: int | None = None  # keep only the most recent max_rows train rows (quick runs, tests)
     resume: bool = False  # continue the run in `out` from its last checkpoint
     packed: bool = True  # GenCO's fast path (real candidates only); False = the padded reference path
-    sparse_embeddings: bool = False  # sparse id-table gradients (SGD only, not with DDP)
+    # sparse gradient of the fused id table (only the rows a batch touches are updated: a dense [V, d] gradient and
+    # update per step would grow with the tables, 1e9 rows at the paper's scale). None = auto: sparse with SGD, except
+    # DDP on GPUs (NCCL has no sparse all-reduce); dense with Adam
+    sparse_embeddings: bool | None = None
     # id tables (reference_model/train_data.py): "hashed" = the paper's hash embeddings, sized by the manifest's
     # distinct-id counts x hash_size_factor (no pass over the data); "exact" = one vocabulary pass over the train rows
     vocab: Literal["hashed", "exact"] = "hashed"
