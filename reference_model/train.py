@@ -77,7 +77,7 @@ from reference_model.config import GenCOConfig
 from reference_model.inputs import check_batch
 from reference_model.model import GenCO
 from reference_model.policies import Objective, _model_config, build_policy, n_parameters
-from reference_model.train_config import GENCO_METHODS, GRADIENT_METHODS, METHODS, RESUME_OVERRIDABLE, TrainConfig
+from reference_model.train_config import GENCO_METHODS, GRADIENT_METHODS, METHODS, RESUME_OVERRIDABLE, TrainConfig, sparse_auto
 from reference_model.train_data import TrainRows, describe_rows, plan_rows, train_vocabularies
 
 # The script's public names (those of its parts included, so ``reference_model.train`` stays their address).
@@ -132,9 +132,7 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
     device = _resolve_device(cfg, dist_)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
-    if cfg.sparse_embeddings is None:  # auto: sparse table gradients with SGD, but NCCL has no sparse all-reduce
-        cfg = dataclasses.replace(cfg, sparse_embeddings=cfg.optimizer == "sgd" and not (dist_.enabled and device.type == "cuda"))
-    elif cfg.sparse_embeddings and dist_.enabled and device.type == "cuda":
+    if cfg.sparse_embeddings and dist_.enabled and device.type == "cuda":
         raise InvalidInputError("--sparse-embeddings is not supported with DDP on GPUs (NCCL has no sparse all-reduce)")
     release = Release.open(cfg.data)
     ident = release_identity(release)
@@ -153,6 +151,8 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
             raise InvalidInputError(f"--resume: {out / VOCAB_NAME} does not match {CONFIG_NAME}")
     else:
         vocabs = train_vocabularies(cfg, release)
+    if cfg.sparse_embeddings is None:  # auto: sparse table gradients with SGD on large tables; NCCL has no sparse all-reduce
+        cfg = dataclasses.replace(cfg, sparse_embeddings=sparse_auto(cfg.optimizer, vocabs.sizes(), dist_.enabled and device.type == "cuda"))
     method = cfg.method
     gradient = method in GRADIENT_METHODS
     local_bs = cfg.batch_size // dist_.world_size
@@ -377,9 +377,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--padded", action="store_true", help="GenCO's padded reference path instead of the packed one")
     emb = p.add_mutually_exclusive_group()
     emb.add_argument("--sparse-embeddings", dest="sparse_embeddings", action="store_const", const=True, default=None,
-                     help="sparse gradient of the id table (default with SGD; not with DDP on GPUs)")
+                     help="sparse gradient of the id table (default with SGD above 2**20 table rows; not with DDP on GPUs)")
     emb.add_argument("--dense-embeddings", dest="sparse_embeddings", action="store_const", const=False,
-                     help="dense gradient of the id table (default with Adam and with DDP on GPUs)")
+                     help="dense gradient of the id table (default with Adam, small tables and DDP on GPUs)")
     p.add_argument("--vocab", default=d.vocab, help="hashed (default: the paper's hash embeddings, sized by the manifest's distinct-id "
                    "counts, no pass over the data) or exact (one vocabulary pass over the train rows)")
     p.add_argument("--hash-size-factor", type=float, default=d.hash_size_factor,

@@ -22,9 +22,17 @@ Method = Literal["genco", "wo_mil", "wo_rl", "wo_context", "wo_all", "f_ele", "f
 #: TrainConfig fields a --resume may change (None = keep the run's); everything else comes from the run.
 RESUME_OVERRIDABLE: tuple[str, ...] = ("epochs", "quiet", "device", "threads", "log_every", "save_every", "stream", "memory_budget_gb")
 VOCAB_KINDS: tuple[str, ...] = ("hashed", "exact")
+#: Fused id-table rows above which the auto choice is a sparse gradient. Measured (1 thread, 47k rows touched per
+#: step, benchmarks/README.md): dense update 2.6 / 14 / 71 / 671 ms, sparse 5 / 13 / 15 / 34 ms at 50k / 578k / 4M / 40M rows.
+SPARSE_TABLE_ROWS = 1 << 20
+
+
+def sparse_auto(optimizer: str, vocab_sizes: dict[str, int], ddp_on_gpu: bool = False) -> bool:
+    """The auto choice of a sparse id-table gradient (see TrainConfig.sparse_embeddings)."""
+    return optimizer == "sgd" and not ddp_on_gpu and sum(vocab_sizes.values()) > SPARSE_TABLE_ROWS
 STREAM_MODES: tuple[str, ...] = ("auto", "always", "never")
 
-__all__ = ["METHODS", "GENCO_METHODS", "GRADIENT_METHODS", "Method", "RESUME_OVERRIDABLE", "VOCAB_KINDS", "STREAM_MODES", "TrainConfig"]
+__all__ = ["METHODS", "GENCO_METHODS", "GRADIENT_METHODS", "Method", "RESUME_OVERRIDABLE", "VOCAB_KINDS", "STREAM_MODES", "SPARSE_TABLE_ROWS", "sparse_auto", "TrainConfig"]
 
 
 @dataclass
@@ -48,8 +56,8 @@ class TrainConfig:
     resume: bool = False  # continue the run in `out` from its last checkpoint
     packed: bool = True  # GenCO's fast path (real candidates only); False = the padded reference path
     # sparse gradient of the fused id table (only the rows a batch touches are updated: a dense [V, d] gradient and
-    # update per step would grow with the tables, 1e9 rows at the paper's scale). None = auto: sparse with SGD, except
-    # DDP on GPUs (NCCL has no sparse all-reduce); dense with Adam
+    # update per step grows with the tables, 1e9 rows at the paper's scale). None = auto (sparse_auto): sparse with SGD
+    # once the table exceeds SPARSE_TABLE_ROWS rows, except DDP on GPUs (NCCL has no sparse all-reduce); dense with Adam
     sparse_embeddings: bool | None = None
     # id tables (reference_model/train_data.py): "hashed" = the paper's hash embeddings, sized by the manifest's
     # distinct-id counts x hash_size_factor (no pass over the data); "exact" = one vocabulary pass over the train rows

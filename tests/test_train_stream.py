@@ -18,14 +18,14 @@ from test_train import TRAIN_ROWS, release, run_ddp, train_ids  # noqa: E402,F40
 
 
 def test_streamed_and_resident_runs_are_the_same_bytes(release, tmp_path):
-    kw = dict(data=str(release), epochs=2, max_rows=3000, batch_size=256, quiet=True, seed=4, save_every=0)
+    kw = dict(data=str(release), epochs=2, max_rows=1500, batch_size=256, quiet=True, seed=4, save_every=0)
     a = train(TrainConfig(out=str(tmp_path / "resident"), stream="never", **kw))
     b = train(TrainConfig(out=str(tmp_path / "streamed"), stream="always", **kw))
     c = train(TrainConfig(out=str(tmp_path / "auto-tiny-budget"), memory_budget_gb=1e-6, **kw))  # over budget: streams
-    assert a["steps"] == b["steps"] == c["steps"] == 2 * 12
+    assert a["steps"] == b["steps"] == c["steps"] == 2 * 6
     modes = [read_run_config(tmp_path / k)["data"]["mode"] for k in ("resident", "streamed", "auto-tiny-budget")]
     assert modes == ["resident", "streamed", "streamed"]
-    assert read_run_config(tmp_path / "streamed")["data"]["rows"] == [TRAIN_ROWS - 3000, TRAIN_ROWS]  # the most recent rows
+    assert read_run_config(tmp_path / "streamed")["data"]["rows"] == [TRAIN_ROWS - 1500, TRAIN_ROWS]  # the most recent rows
     model = [(tmp_path / k / MODEL_NAME).read_bytes() for k in ("resident", "streamed", "auto-tiny-budget")]
     assert model[0] == model[1] == model[2]
     vocab = read_run_config(tmp_path / "streamed")["vocab"]

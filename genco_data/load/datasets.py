@@ -7,7 +7,7 @@ source discovery in :mod:`~genco_data.load.sources`, the padded row-group cache 
 Quick start::
 
     ds = datasets.load_dataset(release_or_hub_id, split="train")
-    train = genco_data.loader(ds, batch_size=1024)              # vocabularies built from ds
+    train = genco_data.loader(ds, batch_size=1024)              # hashed id tables, nothing read before batch 1
     train.vocabs.save("vocab.npz")                              # embedding sizes: train.vocabs.size(name)
     test = genco_data.loader(release_dir, split="test", vocabs="vocab.npz", cache_dir=None)
     for batch in train:                                         # a Batch; no collate needed
@@ -58,7 +58,9 @@ class MapDataset(TorchDataset, _ArrowRows):
     """Random access to padded rows of a ``pa.Table``, a ``datasets.Dataset`` or a release folder.
 
     ``__getitems__(indices)`` pads a whole batch at once (``DataLoader`` calls it when present), so a
-    loader never builds rows one by one; ``ds[i]`` is a one-row :class:`Batch`. A release folder is read
+    loader never builds rows one by one; ``ds[i]`` is a one-row :class:`Batch`. A plain
+    ``DataLoader(ds, batch_size=k)`` works without a ``collate_fn``: :class:`Batch` is registered with torch's
+    ``default_collate``. A release folder is read
     with pyarrow (memory-mapped Parquet, decoded once into RAM — use :class:`StreamingDataset` to stream
     data larger than memory). An HF ``Dataset`` is read through its Arrow table, honouring its indices
     mapping (after ``select``/``shuffle``/``train_test_split``). ``vocabs``: see :func:`resolve_vocabs` —

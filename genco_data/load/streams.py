@@ -96,26 +96,25 @@ def reader_rows(units: list[Unit], G: int, *, rows: tuple[int, int] | None = Non
 
 
 class ParquetTables:
-    """Arrow tables of row-group slices of ``files`` (kept open per reader), ``pad_rows`` rows at a time."""
+    """Arrow tables of row-group slices of ``files``, ``pad_rows`` rows at a time. One file is open (memory-mapped)
+    at a time: the mapped pages of the files already read leave the process, so its resident memory does not grow
+    with the split (an epoch reads files in order unless shuffled; a shuffled one reopens a file per unit)."""
 
     def __init__(self, files: list[Path], pad_rows: int) -> None:
         self.files, self.pad_rows = files, pad_rows
-        self._handles: dict[int, pq.ParquetFile] = {}
-        self._first: dict[tuple[int, int], int] = {}
+        self._open: tuple[int, pq.ParquetFile] | None = None
 
     def _file(self, fi: int) -> pq.ParquetFile:
-        pf = self._handles.get(fi)
-        if pf is None:
-            pf = self._handles[fi] = pq.ParquetFile(self.files[fi], memory_map=True)
-        return pf
+        if self._open is None or self._open[0] != fi:
+            if self._open is not None:
+                self._open[1].close()
+            self._open = (fi, pq.ParquetFile(self.files[fi], memory_map=True))
+        return self._open[1]
 
     def tables(self, u: Unit, a: int, b: int) -> Iterator[tuple[pa.Table, _Where]]:
         pf = self._file(u.file)
         t = pf.read_row_group(u.index, columns=list(REQUIRED_COLUMNS), use_threads=False)
-        key = (u.file, u.index)
-        if key not in self._first:
-            self._first[key] = sum(pf.metadata.row_group(i).num_rows for i in range(u.index))
-        first, name = self._first[key], self.files[u.file].name
+        first, name = sum(pf.metadata.row_group(i).num_rows for i in range(u.index)), self.files[u.file].name
         for s in range(a, b, self.pad_rows):
             e = min(b, s + self.pad_rows)
             yield t.slice(s, e - s), (lambda i, base=first + s: f"{name} row {base + i}")
