@@ -377,7 +377,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--padded", action="store_true", help="GenCO's padded reference path instead of the packed one")
     emb = p.add_mutually_exclusive_group()
     emb.add_argument("--sparse-embeddings", dest="sparse_embeddings", action="store_const", const=True, default=None,
-                     help="sparse gradient of the id table (default with SGD above 2**20 table rows; not with DDP on GPUs)")
+                     help="sparse gradient of the id table (default with SGD above 2**19 table rows; not with DDP on GPUs)")
     emb.add_argument("--dense-embeddings", dest="sparse_embeddings", action="store_const", const=False,
                      help="dense gradient of the id table (default with Adam, small tables and DDP on GPUs)")
     p.add_argument("--vocab", default=d.vocab, help="hashed (default: the paper's hash embeddings, sized by the manifest's distinct-id "

@@ -23,8 +23,9 @@ Method = Literal["genco", "wo_mil", "wo_rl", "wo_context", "wo_all", "f_ele", "f
 RESUME_OVERRIDABLE: tuple[str, ...] = ("epochs", "quiet", "device", "threads", "log_every", "save_every", "stream", "memory_budget_gb")
 VOCAB_KINDS: tuple[str, ...] = ("hashed", "exact")
 #: Fused id-table rows above which the auto choice is a sparse gradient. Measured (1 thread, 47k rows touched per
-#: step, benchmarks/README.md): dense update 2.6 / 14 / 71 / 671 ms, sparse 5 / 13 / 15 / 34 ms at 50k / 578k / 4M / 40M rows.
-SPARSE_TABLE_ROWS = 1 << 20
+#: step): the update alone, dense 2.6 / 14 / 71 / 671 ms, sparse 5 / 13 / 15 / 34 ms at 50k / 578k / 4M / 40M rows;
+#: a whole GenCO step (benchmarks/train.py): equal at 58k rows, sparse 12 % faster at 578k.
+SPARSE_TABLE_ROWS = 1 << 19
 
 
 def sparse_auto(optimizer: str, vocab_sizes: dict[str, int], ddp_on_gpu: bool = False) -> bool:
