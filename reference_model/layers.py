@@ -10,7 +10,7 @@ from genco_data.format.components import COMPONENTS
 from reference_model.config import CONTEXT_VOCABS
 from reference_model.inputs import BatchLike
 
-__all__ = ["ContextFeatures", "ElementEmbeddings", "embed"]
+__all__ = ["ContextFeatures", "ElementEmbeddings", "FusedIdEmbeddings", "embed"]
 
 
 def _mlp(dims: list[int], batchnorm: bool = False) -> nn.Sequential:
@@ -85,3 +85,55 @@ class ElementEmbeddings(nn.Module):
 
     def forward(self, candidates: Tensor) -> Tensor:
         return embed(self.table, self.global_ids(candidates))
+
+
+#: Context ids looked up one per row, in the encoder's input order (query_segments, a bag, sits after query_id).
+_SINGLE_IDS: tuple[str, ...] = ("user_id", "ad_id", "query_id", "user_age", "user_gender", "category")
+
+
+class FusedIdEmbeddings(nn.Module):
+    """Every id table of GenCO in ONE table with per-table row offsets (torchrec ``EmbeddingBagCollection`` /
+    fbgemm's layout): table ``k`` holds rows ``offset[k] .. offset[k] + size[k]`` in :data:`FUSED_ORDER`
+    (the six components, then the context ids), so a batch's ids of all columns are embedded by one
+    ``index_select`` and their gradient is one ``index_add`` (or one sparse gradient).
+
+    ``forward(batch, candidate_rows)`` -> ``(ctx (B, 7d), e (*candidate_rows.shape, d))``: ``ctx`` = user, ad,
+    query, masked mean of the query segments, age, gender, category embeddings (the order of
+    :class:`ContextFeatures`); ``candidate_rows`` = global rows of candidates (:meth:`candidate_rows`)."""
+
+    def __init__(self, vocab_sizes: dict[str, int], emb_dim: int, sparse: bool = False) -> None:
+        super().__init__()
+        sizes = [int(vocab_sizes[k]) for k in FUSED_ORDER]
+        self.table = nn.Embedding(sum(sizes), emb_dim, sparse=sparse)
+        starts = torch.tensor([0] + sizes[:-1], dtype=torch.int64).cumsum(0)
+        self.offset = {k: int(v) for k, v in zip(FUSED_ORDER, starts.tolist())}
+        self.register_buffer("component_offsets", starts[: len(COMPONENTS)].clone(), persistent=False)  # (6,)
+        self.register_buffer("single_offsets", torch.tensor([self.offset[k] for k in _SINGLE_IDS]), persistent=False)  # (6,)
+        self.out_dim = len(CONTEXT_VOCABS) * emb_dim
+
+    def candidate_rows(self, candidates: Tensor) -> Tensor:
+        """(…, 6, 15) component-local indices -> (…, 6, 15) rows of the fused table."""
+        return candidates + self.component_offsets[:, None]
+
+    def forward(self, batch: BatchLike, candidate_rows: Tensor) -> tuple[Tensor, Tensor]:
+        B, S = batch.query_segments.shape
+        single = torch.stack([getattr(batch, k) for k in _SINGLE_IDS], dim=1) + self.single_offsets  # (B, 6)
+        seg = batch.query_segments + self.offset["query_segments"]  # (B, S)
+        ids = torch.cat([single.reshape(-1), seg.reshape(-1), candidate_rows.reshape(-1)])
+        rows = embed(self.table, ids)  # (B·6 + B·S + N, d): the one lookup
+        d = rows.shape[-1]
+        one, segs, e = rows.split([B * len(_SINGLE_IDS), B * S, candidate_rows.numel()])
+        one = one.view(B, len(_SINGLE_IDS), d)
+        m = batch.query_segments_mask.unsqueeze(-1).to(rows.dtype)  # (B, S, 1)
+        seg_mean = (segs.view(B, S, d) * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, d); zeros without segments
+        ctx = torch.cat([one[:, :3], seg_mean[:, None], one[:, 3:]], dim=1).reshape(B, -1)  # (B, 7d)
+        return ctx, e.view(*candidate_rows.shape, d)
+
+    def old_layout_weight(self, context: dict[str, Tensor], elements: Tensor) -> Tensor:
+        """The fused weight of a checkpoint written with separate tables (``context.tables.<name>.weight`` and
+        the six components' ``elements.table.weight``)."""
+        return torch.cat([elements, *(context[k] for k in CONTEXT_VOCABS)])
+
+
+#: Table order of :class:`FusedIdEmbeddings`.
+FUSED_ORDER: tuple[str, ...] = (*COMPONENTS, *CONTEXT_VOCABS)  # = the names of VOCAB_KEYS, components first

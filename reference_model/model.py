@@ -42,7 +42,7 @@ from genco_data.errors import InvalidInputError
 from reference_model.attention import CrossComponentAttention, _build_layout
 from reference_model.config import INFERENCE_MODES, N_SLOTS, VARIANTS, VOCAB_KEYS, GenCOConfig, InferenceMode
 from reference_model.inputs import BatchLike, _check_shapes, check_batch
-from reference_model.layers import ContextFeatures, ElementEmbeddings, _mlp, _neg, embed
+from reference_model.layers import FusedIdEmbeddings, _mlp, _neg, embed
 from reference_model.selection import (
     Selection,
     _gather_log_probs,
@@ -106,14 +106,13 @@ class GenCO(nn.Module):
         super().__init__()
         self.config = c = config
         d, F_ = c.emb_dim, c.feature_dim
-        self.context = ContextFeatures(c.vocab_sizes, d, sparse=c.sparse_embeddings)
-        self.elements = ElementEmbeddings(c.vocab_sizes, d, sparse=c.sparse_embeddings)
+        self.ids = FusedIdEmbeddings(c.vocab_sizes, d, sparse=c.sparse_embeddings)  # every id table, one lookup
         self.component_type = nn.Embedding(N_COMPONENTS, d)  # emb(C_j)
-        if c.emb_init_std != 1.0:  # 1.0 keeps torch's own draw, so earlier runs reproduce bit for bit
+        if c.emb_init_std != 1.0:  # 1.0 keeps torch's own N(0, 1) draw
             with torch.no_grad():
-                for table in [*self.context.tables.values(), self.elements.table]:
-                    table.weight.normal_(0.0, c.emb_init_std)
-        enc_in = self.context.out_dim + 2 * N_COMPONENTS + (N_COMPONENTS * d if c.pool_context else 0)
+                self.ids.table.weight.normal_(0.0, c.emb_init_std)
+        self._register_load_state_dict_pre_hook(self._from_separate_tables)
+        enc_in = self.ids.out_dim + 2 * N_COMPONENTS + (N_COMPONENTS * d if c.pool_context else 0)
         self.encoder = _mlp([enc_in, *c.encoder_dims], batchnorm=True)  # -> h, last layer Linear+BN
         self.attention = CrossComponentAttention(d, c.attn_dim)
         self.phi = _mlp([c.h_dim + F_, *c.phi_dims, 1])  # shared φ = π_θ
@@ -123,12 +122,23 @@ class GenCO(nn.Module):
         else:
             self.comb_mlp = _mlp([c.h_dim + N_COMPONENTS * (F_ + 1), *c.phi_dims, 1])
 
+    def _from_separate_tables(self, state_dict: dict, prefix: str, *args) -> None:
+        """Checkpoints written before the fused table (``context.tables.<name>.weight`` + ``elements.table.weight``)
+        load into it: the rows are the same, concatenated in the fused order."""
+        old = prefix + "elements.table.weight"
+        if old not in state_dict:
+            return
+        ctx = {k[len(prefix + "context.tables.") : -len(".weight")]: state_dict.pop(k)
+               for k in [k for k in state_dict if k.startswith(prefix + "context.tables.")]}
+        state_dict[prefix + "ids.table.weight"] = self.ids.old_layout_weight(ctx, state_dict.pop(old))
+
     # -- building blocks -----------------------------------------------------------------------------------
-    def encode(self, batch: BatchLike, pool_mean: Tensor | None) -> Tensor:
-        """h = Enc(context, stat(S)) -> (B, 8). pool_mean (B, 6, d) masked mean candidate embedding."""
+    def encode(self, batch: BatchLike, ctx: Tensor, pool_mean: Tensor | None) -> Tensor:
+        """h = Enc(context, stat(S)) -> (B, 8). ctx (B, 7d) context embeddings; pool_mean (B, 6, d) masked mean
+        candidate embedding."""
         present = batch.mask.any(-1).to(torch.float32)  # (B, 6)
         log_n = torch.log1p(batch.n_candidates.to(torch.float32))  # (B, 6) full pool size
-        parts = [self.context(batch), log_n, present]
+        parts = [ctx, log_n, present]
         if self.config.pool_context:
             parts.append(pool_mean.flatten(1))  # (B, 6d)
         return self.encoder(torch.cat(parts, dim=-1))  # (B, 8)
@@ -137,10 +147,10 @@ class GenCO(nn.Module):
         c = self.config
         B = batch.candidates.shape[0]
         mask = batch.mask
-        e = self.elements(batch.candidates)  # (B, 6, 15, d)
+        ctx, e = self.ids(batch, self.ids.candidate_rows(batch.candidates))  # (B, 7d), (B, 6, 15, d)
         m = mask.unsqueeze(-1).to(e.dtype)  # (B, 6, 15, 1)
         pool_mean = (e * m).sum(2) / m.sum(2).clamp(min=1.0)  # (B, 6, d)
-        h = self.encode(batch, pool_mean)  # (B, 8)
+        h = self.encode(batch, ctx, pool_mean)  # (B, 8)
         if c.use_cross_attention:
             z = self.attention.padded(e, mask)  # (B, 6, 15, a)
         else:
@@ -159,13 +169,13 @@ class GenCO(nn.Module):
         B = batch.candidates.shape[0]
         mask = batch.mask
         lay = _build_layout(mask, c.attn_chunks, with_attention=c.use_cross_attention)
-        ids = self.elements.global_ids(batch.candidates).reshape(-1)[lay.flat_idx]  # (N,)
-        e = embed(self.elements.table, ids)  # (N, d)
+        rows = self.ids.candidate_rows(batch.candidates).reshape(-1)[lay.flat_idx]  # (N,)
+        ctx, e = self.ids(batch, rows)  # (B, 7d), (N, d): one lookup for every id column
         d = e.shape[-1]
         seg = lay.row * N_COMPONENTS + lay.comp  # (N,) which (row, component)
         sums = e.new_zeros(B * N_COMPONENTS, d).index_add(0, seg, e)  # (B·6, d)
         cnt = mask.sum(-1).reshape(-1, 1).to(e.dtype).clamp(min=1.0)  # (B·6, 1)
-        h = self.encode(batch, (sums / cnt).view(B, N_COMPONENTS, d))  # (B, 8)
+        h = self.encode(batch, ctx, (sums / cnt).view(B, N_COMPONENTS, d))  # (B, 8)
         z = self.attention.packed(e, lay) if c.use_cross_attention else e.new_zeros(e.shape[0], c.attn_dim)
         f = torch.cat([e, embed(self.component_type, lay.comp), z], dim=-1)  # (N, F)
         p = self.phi(torch.cat([h.index_select(0, lay.row), f], dim=-1)).squeeze(-1)  # (N,)

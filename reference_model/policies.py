@@ -16,7 +16,7 @@ from reference_model.baselines import DCOPolicy, MLPPolicy
 from reference_model.config import GenCOConfig
 from reference_model.losses import genco_loss
 from reference_model.model import GenCO
-from reference_model.train_config import GENCO_METHODS, TrainConfig
+from reference_model.train_config import GENCO_METHODS, TrainConfig, sparse_auto
 
 __all__ = ["build_policy", "n_parameters", "Objective"]
 
@@ -29,7 +29,8 @@ def build_policy(method: str, vocab_sizes: dict[str, int], cfg: TrainConfig, mod
         if model_config is not None:
             gcfg = GenCOConfig.from_dict(model_config)
         else:
-            gcfg = GenCOConfig.variant(method, vocab_sizes, packed=cfg.packed, sparse_embeddings=cfg.sparse_embeddings, **cfg.genco_options)
+            sparse = cfg.sparse_embeddings if cfg.sparse_embeddings is not None else sparse_auto(cfg.optimizer, vocab_sizes)
+            gcfg = GenCOConfig.variant(method, vocab_sizes, packed=cfg.packed, sparse_embeddings=sparse, **cfg.genco_options)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             return GenCO(gcfg)

@@ -5,11 +5,13 @@
     torchrun --standalone --nproc-per-node 2 -m reference_model.train --data rel --out runs/ddp   # DDP
     python -m reference_model.train --out runs/genco --resume                        # continue a run
 
-Data. The vocabularies are built from the train rows (``--max-rows`` keeps the most recent ones); the rows
-are padded ONCE into one :class:`genco_data.load.Batch` (on a GPU it is moved to the device when it
-fits, so no step copies from the host) and batches are contiguous slices in chronological order — the paper
-trains in log order, without shuffling. Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) each rank takes its
-own contiguous chronological shard (``N // world_size`` rows; the remainder, < world_size rows, is dropped),
+Data (:mod:`reference_model.train_data`). The id tables are hashed as the paper's, sized by the manifest's
+distinct-id counts (``--vocab exact`` builds vocabularies from the train rows; ``--max-rows`` keeps the most
+recent ones); the rows are padded ONCE into one :class:`genco_data.load.Batch` when they fit the memory budget
+(on a GPU moved to the device when they fit, so no step copies from the host), else streamed from the shards
+(``--stream``); either way batches come in chronological order — the paper trains in log order, without
+shuffling. Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) each rank takes and reads only its own contiguous
+chronological range (``N // world_size`` rows; the remainder, < world_size rows, is dropped),
 ``--batch-size`` stays the *global* batch (each rank steps on ``batch_size / world_size`` rows), gradients
 are averaged by ``DistributedDataParallel`` (gloo on CPU, nccl on GPU) and only rank 0 logs and writes.
 
@@ -38,8 +40,8 @@ from torch import nn
 from genco_data import __version__
 from genco_data.errors import GencoError, InvalidInputError
 from genco_data.fsutil import atomic_write as _atomic_write  # temp file + fsync + os.replace
-from genco_data.load import Batch, Vocabularies, pad_table
-from genco_data.release import Release
+from genco_data.load import Vocabularies
+from genco_data.release import Release, verify_checksums
 from reference_model.checkpoint import (
     CONFIG_NAME,
     CURVE_NAME,
@@ -61,7 +63,7 @@ from reference_model.checkpoint import (
     read_metrics,
     read_run_config,
 )
-from reference_model.data import read_split, release_identity
+from reference_model.data import release_identity
 from reference_model.distributed import (
     _device_kind,
     _Dist,
@@ -70,13 +72,13 @@ from reference_model.distributed import (
     _init_distributed,
     _rank_seed,
     _resolve_device,
-    shard_bounds,
 )
 from reference_model.config import GenCOConfig
 from reference_model.inputs import check_batch
 from reference_model.model import GenCO
 from reference_model.policies import Objective, _model_config, build_policy, n_parameters
-from reference_model.train_config import GENCO_METHODS, GRADIENT_METHODS, METHODS, RESUME_OVERRIDABLE, TrainConfig
+from reference_model.train_config import GENCO_METHODS, GRADIENT_METHODS, METHODS, RESUME_OVERRIDABLE, TrainConfig, sparse_auto
+from reference_model.train_data import TrainRows, describe_rows, plan_rows, train_vocabularies
 
 # The script's public names (those of its parts included, so ``reference_model.train`` stays their address).
 __all__ = [
@@ -130,6 +132,8 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
     device = _resolve_device(cfg, dist_)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
+    if cfg.sparse_embeddings and dist_.enabled and device.type == "cuda":
+        raise InvalidInputError("--sparse-embeddings is not supported with DDP on GPUs (NCCL has no sparse all-reduce)")
     release = Release.open(cfg.data)
     ident = release_identity(release)
     if saved_meta is not None and saved_meta["release"]["manifest_sha256"] != ident["manifest_sha256"]:
@@ -138,31 +142,26 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
         raise InvalidInputError(f"--resume: the run used {saved_meta.get('world_size', 1)} process(es); this one has {dist_.world_size}")
     if dist_.world_size > 1 and cfg.batch_size % dist_.world_size:
         raise InvalidInputError(f"--batch-size {cfg.batch_size} must be divisible by the {dist_.world_size} DDP processes")
-    if dist_.enabled and cfg.sparse_embeddings:
-        raise InvalidInputError("--sparse-embeddings is not supported with DDP")
 
-    # ---- data: vocabularies from the train rows, the rank's chronological shard padded once
-    table = read_split(release, "train", cfg.max_rows)
-    if table.num_rows < dist_.world_size:
-        raise InvalidInputError(f"{cfg.data}: {table.num_rows} train rows, fewer than {dist_.world_size} processes")
+    # ---- data: vocabularies (hashed from the manifest by default), the rank's chronological range (train_data.py)
+    verify_checksums(release)  # the release is exactly its manifest before any row is read (cached per process)
     if saved_meta is not None:
         vocabs = Vocabularies.load(out / VOCAB_NAME)
         if vocabs.fingerprint() != saved_meta["vocab_fingerprint"]:
             raise InvalidInputError(f"--resume: {out / VOCAB_NAME} does not match {CONFIG_NAME}")
     else:
-        vocabs = Vocabularies.build(table)
+        vocabs = train_vocabularies(cfg, release)
+    if cfg.sparse_embeddings is None:  # auto: sparse table gradients with SGD on large tables; NCCL has no sparse all-reduce
+        cfg = dataclasses.replace(cfg, sparse_embeddings=sparse_auto(cfg.optimizer, vocabs.sizes(), dist_.enabled and device.type == "cuda"))
     method = cfg.method
     gradient = method in GRADIENT_METHODS
-    # gradient methods: the rank's chronological shard; counting methods (DCO): every rank the whole split
-    start, stop = shard_bounds(table.num_rows, dist_.rank, dist_.world_size) if gradient else (0, table.num_rows)
-    data = pad_table(table.slice(start, stop - start), vocabs)
-    del table
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        need = sum(t.numel() * t.element_size() for t in data.tensors().values())
-        if need < 0.5 * free:  # device-resident: batches are slices of GPU tensors, no host copies
-            data = data.to(device)
-    resident = data.candidates.device.type == device.type
+    local_bs = cfg.batch_size // dist_.world_size
+    # gradient methods: the rank's chronological range; counting methods (DCO): every rank the whole split
+    rows = plan_rows(cfg, release, vocabs, rank=dist_.rank, world_size=dist_.world_size, local_batch=local_bs,
+                     whole=not gradient, local_procs=int(os.environ.get("LOCAL_WORLD_SIZE", dist_.world_size)))
+    start, stop = rows.lo, rows.hi
+    rows.to(device)
+    resident = rows.on(device)
 
     # ---- policy, optimizer, RNG
     policy = build_policy(method, vocabs.sizes(), cfg, saved_meta.get("model") if saved_meta else None)
@@ -177,6 +176,8 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
         "train": {**cfg.to_dict(), "resume": False},
         "vocab_fingerprint": vocabs.fingerprint(),
         "vocab_sizes": vocabs.sizes(),
+        "vocab": vocabs.describe(),
+        "data": describe_rows(rows),
         "release": ident,
         "train_rows": int(stop - start) * (dist_.world_size if gradient else 1),
         "world_size": dist_.world_size,
@@ -189,10 +190,10 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
             _atomic_write(out / VOCAB_NAME, lambda p: vocabs.save(p))
             _write_json(out / CONFIG_NAME, {**meta, "progress": dataclasses.asdict(_Progress())})
     if not gradient:
-        return _fit_counting(cfg, policy, data, out, dist_, meta, t_start)
+        return _fit_counting(cfg, policy, rows, out, dist_, meta, t_start)
 
-    if isinstance(policy, GenCO):
-        check_batch(data, policy.config)  # index ranges once for the whole shard (not per step)
+    if isinstance(policy, GenCO) and rows.resident is not None:
+        check_batch(rows.resident, policy.config)  # index ranges once for the whole shard (not per step)
     policy.to(device)
     params = list(policy.parameters())
     opt = torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
@@ -215,12 +216,10 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
     if dist_.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        objective = DDP(objective, find_unused_parameters=_has_unused_parameters(objective, data, device))
+        objective = DDP(objective, find_unused_parameters=_has_unused_parameters(objective, rows.probe().to(device), device))
 
-    # ---- the loop: chronological slices of the rank's shard
-    local_bs = cfg.batch_size // dist_.world_size
-    n_local = len(data)
-    steps_per_epoch = max(1, math.ceil(n_local / local_bs))
+    # ---- the loop: chronological batches of the rank's range (slices of the resident rows, or streamed)
+    steps_per_epoch = rows.steps(local_bs)
     total_steps = steps_per_epoch * cfg.epochs
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
     bar = None
@@ -244,10 +243,12 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
         if dist_.master:
             _checkpoint(out, policy, method, opt, states, prog, meta, finished)
 
+    checked = rows.resident is not None or not isinstance(policy, GenCO)
     while prog.epoch < cfg.epochs:
-        while prog.batch < steps_per_epoch:
-            s0 = prog.batch * local_bs
-            batch = data[s0 : min(n_local, s0 + local_bs)]
+        for batch in rows.batches(prog.batch, local_bs):
+            if not checked:  # streamed: index ranges checked on the first batch (the vocabularies bound them)
+                check_batch(batch, policy.config)
+                checked = True
             if not resident:
                 batch = batch.to(device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
@@ -300,6 +301,8 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
                 t0 = time.perf_counter()
                 save(finished=False)
                 t_log += time.perf_counter() - t0
+        else:  # the rows ran out before the epoch's last step: the shards changed under the run
+            raise InvalidInputError(f"epoch {prog.epoch + 1}: the train rows ended after {prog.batch} of {steps_per_epoch} steps")
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t_loop
@@ -337,13 +340,13 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
     return summary
 
 
-def _fit_counting(cfg: TrainConfig, policy: Any, data: Batch, out: Path, dist_: _Dist, meta: dict[str, Any], t0: float) -> dict[str, Any]:
+def _fit_counting(cfg: TrainConfig, policy: Any, rows: TrainRows, out: Path, dist_: _Dist, meta: dict[str, Any], t0: float) -> dict[str, Any]:
     """DCO: one counting pass over the whole train split (every rank counts the same rows; rank 0 writes);
     uniform: nothing to learn. Writes the checkpoint (no trainer file: nothing to resume)."""
     if policy is not None:
-        policy.fit([data])
+        policy.fit([rows.resident] if rows.resident is not None else rows.batches(0, rows.stream.batch_size))
         meta["n_parameters"] = n_parameters(policy)
-    prog = _Progress(step=1, epoch=cfg.epochs, batch=0, samples=len(data))
+    prog = _Progress(step=1, epoch=cfg.epochs, batch=0, samples=rows.rows)
     if dist_.master:
         _checkpoint(out, policy, cfg.method, None, [], prog, meta, True)
         _append_metrics(out / METRICS_NAME, {"event": "end", "step": 1, "samples": prog.samples})
@@ -372,7 +375,19 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rows", type=int, default=None, help="train on the most recent N rows only")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--padded", action="store_true", help="GenCO's padded reference path instead of the packed one")
-    p.add_argument("--sparse-embeddings", action="store_true", help="sparse id-table gradients (SGD, single process)")
+    emb = p.add_mutually_exclusive_group()
+    emb.add_argument("--sparse-embeddings", dest="sparse_embeddings", action="store_const", const=True, default=None,
+                     help="sparse gradient of the id table (default with SGD above 2**19 table rows; not with DDP on GPUs)")
+    emb.add_argument("--dense-embeddings", dest="sparse_embeddings", action="store_const", const=False,
+                     help="dense gradient of the id table (default with Adam, small tables and DDP on GPUs)")
+    p.add_argument("--vocab", default=d.vocab, help="hashed (default: the paper's hash embeddings, sized by the manifest's distinct-id "
+                   "counts, no pass over the data) or exact (one vocabulary pass over the train rows)")
+    p.add_argument("--hash-size-factor", type=float, default=d.hash_size_factor,
+                   help=f"hashed tables: buckets per distinct id in the manifest (default {d.hash_size_factor}, the paper's sizing)")
+    p.add_argument("--stream", default=None, help="auto (default): stream batches from the shards when the padded split exceeds "
+                   "--memory-budget-gb, else pad it once; always; never")
+    p.add_argument("--memory-budget-gb", type=float, default=None, help="memory the resident path may use (default: half of the "
+                   "available memory, shared by this machine's processes)")
     add_genco_set_argument(p)
     p.add_argument("--log-every", type=int, default=None, help=f"steps between metrics lines (default {d.log_every})")
     p.add_argument("--save-every", type=int, default=None, help=f"steps between checkpoints, 0 = epoch ends only (default {d.save_every})")
@@ -395,6 +410,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data=args.data, out=args.out, method=args.method, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         seed=args.seed, bf16=args.bf16, max_rows=args.max_rows, resume=args.resume, packed=not args.padded,
         sparse_embeddings=args.sparse_embeddings, genco_options=GenCOConfig.parse_options(args.genco_set),
+        vocab=args.vocab, hash_size_factor=args.hash_size_factor,
         quiet=getattr(args, "quiet", False), **opt,
     )
 

@@ -20,9 +20,20 @@ GRADIENT_METHODS: tuple[str, ...] = GENCO_METHODS + ("mlp",)
 METHODS: tuple[str, ...] = GRADIENT_METHODS + ("dco", "uniform")
 Method = Literal["genco", "wo_mil", "wo_rl", "wo_context", "wo_all", "f_ele", "f_comb", "genco_bc", "mlp", "dco", "uniform"]
 #: TrainConfig fields a --resume may change (None = keep the run's); everything else comes from the run.
-RESUME_OVERRIDABLE: tuple[str, ...] = ("epochs", "quiet", "device", "threads", "log_every", "save_every")
+RESUME_OVERRIDABLE: tuple[str, ...] = ("epochs", "quiet", "device", "threads", "log_every", "save_every", "stream", "memory_budget_gb")
+VOCAB_KINDS: tuple[str, ...] = ("hashed", "exact")
+#: Fused id-table rows above which the auto choice is a sparse gradient. Measured (1 thread, 47k rows touched per
+#: step): the update alone, dense 2.6 / 14 / 71 / 671 ms, sparse 5 / 13 / 15 / 34 ms at 50k / 578k / 4M / 40M rows;
+#: a whole GenCO step (benchmarks/train.py): equal at 58k rows, sparse 12 % faster at 578k.
+SPARSE_TABLE_ROWS = 1 << 19
 
-__all__ = ["METHODS", "GENCO_METHODS", "GRADIENT_METHODS", "Method", "RESUME_OVERRIDABLE", "TrainConfig"]
+
+def sparse_auto(optimizer: str, vocab_sizes: dict[str, int], ddp_on_gpu: bool = False) -> bool:
+    """The auto choice of a sparse id-table gradient (see TrainConfig.sparse_embeddings)."""
+    return optimizer == "sgd" and not ddp_on_gpu and sum(vocab_sizes.values()) > SPARSE_TABLE_ROWS
+STREAM_MODES: tuple[str, ...] = ("auto", "always", "never")
+
+__all__ = ["METHODS", "GENCO_METHODS", "GRADIENT_METHODS", "Method", "RESUME_OVERRIDABLE", "VOCAB_KINDS", "STREAM_MODES", "SPARSE_TABLE_ROWS", "sparse_auto", "TrainConfig"]
 
 
 @dataclass
@@ -45,7 +56,18 @@ class TrainConfig:
     max_rows: int | None = None  # keep only the most recent max_rows train rows (quick runs, tests)
     resume: bool = False  # continue the run in `out` from its last checkpoint
     packed: bool = True  # GenCO's fast path (real candidates only); False = the padded reference path
-    sparse_embeddings: bool = False  # sparse id-table gradients (SGD only, not with DDP)
+    # sparse gradient of the fused id table (only the rows a batch touches are updated: a dense [V, d] gradient and
+    # update per step grows with the tables, 1e9 rows at the paper's scale). None = auto (sparse_auto): sparse with SGD
+    # once the table exceeds SPARSE_TABLE_ROWS rows, except DDP on GPUs (NCCL has no sparse all-reduce); dense with Adam
+    sparse_embeddings: bool | None = None
+    # id tables (reference_model/train_data.py): "hashed" = the paper's hash embeddings, sized by the manifest's
+    # distinct-id counts x hash_size_factor (no pass over the data); "exact" = one vocabulary pass over the train rows
+    vocab: Literal["hashed", "exact"] = "hashed"
+    hash_size_factor: float = 1.0  # buckets per distinct id (paper: "determined by the number of its distinct ids")
+    # train rows: "auto" streams from the shards when the padded split exceeds memory_budget_gb, else pads it once
+    # (device-resident on a GPU when it fits); "always" / "never" force one path. Batches are the same either way.
+    stream: Literal["auto", "always", "never"] = "auto"
+    memory_budget_gb: float | None = None  # None = half of the available memory, shared by this machine's processes
     # GenCOConfig overrides on top of the method's variant (`--genco-set NAME=VALUE`), e.g. the options where the
     # paper is silent: off_policy_clip, logged_baseline, emb_init_std, pool_context (GENCO methods only)
     genco_options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -76,6 +98,14 @@ class TrainConfig:
             raise InvalidInputError(f"--max-rows must be an integer >= 1; got {self.max_rows!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise InvalidInputError(f"--lr must be a positive number; got {self.lr!r}")
+        if self.vocab not in VOCAB_KINDS:
+            raise InvalidInputError(f"--vocab must be one of {', '.join(VOCAB_KINDS)}; got {self.vocab!r}")
+        if not (isinstance(self.hash_size_factor, (int, float)) and math.isfinite(self.hash_size_factor) and self.hash_size_factor > 0):
+            raise InvalidInputError(f"--hash-size-factor must be a positive number; got {self.hash_size_factor!r}")
+        if self.stream not in STREAM_MODES and not (self.stream is None and self.resume):
+            raise InvalidInputError(f"--stream must be one of {', '.join(STREAM_MODES)}; got {self.stream!r}")
+        if self.memory_budget_gb is not None and not (isinstance(self.memory_budget_gb, (int, float)) and self.memory_budget_gb > 0):
+            raise InvalidInputError(f"--memory-budget-gb must be a positive number; got {self.memory_budget_gb!r}")
         if self.sparse_embeddings and self.optimizer != "sgd":
             raise InvalidInputError("--sparse-embeddings needs --optimizer sgd (Adam does not take sparse gradients)")
         if self.genco_options:

@@ -375,10 +375,10 @@ def test_logged_baselines():
 
 def test_embedding_init_std_is_applied_to_id_tables_only():
     small = GenCO(GenCOConfig(vocab_sizes=vocab(), emb_init_std=1e-3))
-    assert float(small.elements.table.weight.detach().abs().max()) < 0.01
-    assert all(float(t.weight.detach().abs().max()) < 0.01 for t in small.context.tables.values())
+    assert float(small.ids.table.weight.detach().abs().max()) < 0.01  # the fused table holds every id table
+    assert float(small.component_type.weight.detach().abs().max()) > 0.01  # not an id table: torch's init
     assert GenCOConfig(vocab_sizes=vocab()).emb_init_std == 0.01  # the default (ours)
-    assert float(GenCO(GenCOConfig(vocab_sizes=vocab(), emb_init_std=1.0)).elements.table.weight.detach().std()) > 0.5  # torch's N(0, 1)
+    assert float(GenCO(GenCOConfig(vocab_sizes=vocab(), emb_init_std=1.0)).ids.table.weight.detach().std()) > 0.5  # torch's N(0, 1)
 
 
 # ------------------------------------------------------------------------------------------------ learning
@@ -501,10 +501,10 @@ def test_state_dict_reloads_through_safetensors(tmp_path, batch):
 def test_sparse_embeddings_train_with_sgd(batch):
     model = build(sparse_embeddings=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    before = model.elements.table.weight.detach().clone()
+    before = model.ids.table.weight.detach().clone()
     train_step(model, batch, opt, torch.Generator().manual_seed(0))
-    assert model.elements.table.weight.grad.is_sparse
-    assert not torch.equal(before, model.elements.table.weight)
+    assert model.ids.table.weight.grad.is_sparse
+    assert not torch.equal(before, model.ids.table.weight)
 
 
 # ----------------------------------------------------------------------------------------------- baselines

@@ -135,7 +135,12 @@ def check_against_reference(table: pa.Table, batch: td.Batch, vocabs: td.Vocabul
             else:
                 assert int(getattr(batch, name)[b]) == int(vocabs.lookup(name, np.array([row[name]]))[0])
         cat = row["category"]
-        assert int(batch.category[b]) == (td.PAD_INDEX if cat is None else vocabs.categories.index(cat) + td.FIRST_INDEX)
+        if cat is None:
+            assert int(batch.category[b]) == td.PAD_INDEX
+        elif vocabs.kind("category") == "exact":
+            assert int(batch.category[b]) == vocabs.categories.index(cat) + td.FIRST_INDEX
+        else:
+            assert int(batch.category[b]) == int(vocabs.lookup_category(pa.array([cat]))[0])
 
 
 @pytest.fixture(scope="module")
@@ -396,18 +401,22 @@ def test_map_dataset_over_release_folder(tmp_path, table):
     test_table = make_table(40, seed=9, prefix="test")
     release = write_release(tmp_path / "rel", {"train": table, "test": test_table})
     assert Release.open(release).data_files("impressions", "test")
-    ds = td.MapDataset(release, split="test")
+    ds = td.MapDataset(release, split="test", vocabs="exact")
     assert len(ds) == 40
-    assert ds.vocabs == td.Vocabularies.build(table)  # vocabularies come from the train split
+    assert ds.vocabs == td.Vocabularies.build(table)  # exact vocabularies come from the train split
     check_against_reference(test_table, ds.__getitems__(np.arange(40)), ds.vocabs)
+    default = td.MapDataset(release, split="test")  # the default: hashed, sized by the manifest, nothing read
+    assert default.vocabs.mode == "hashed" and default.vocabs == td.Vocabularies.for_release(release)
+    check_against_reference(test_table, default.__getitems__(np.arange(40)), default.vocabs)
 
 
 def test_loader_from_load_dataset(tmp_path, table):
     path = tmp_path / "train.parquet"
     pq.write_table(table, path)
     ds = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=str(tmp_path / "hf"))
-    dl = td.loader(ds, batch_size=128)
-    assert dl.vocabs == td.Vocabularies.build(table)  # built from ds when not given
+    assert td.loader(ds, batch_size=128).vocabs == td.Vocabularies.hashed()  # default: hashed, no pass over ds
+    dl = td.loader(ds, batch_size=128, vocabs="exact")
+    assert dl.vocabs == td.Vocabularies.build(table)  # built from ds
     batches = list(dl)
     assert [len(b) for b in batches] == [128, 128, 44]
     check_against_reference(table, td.Batch(**{

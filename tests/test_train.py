@@ -243,20 +243,38 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- DDP
-def test_ddp_two_cpu_processes_train_on_disjoint_shards(release, tmp_path):
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "reference_model.train",
-           "--data", str(release), "--out", str(out), "--epochs", "1", "--quiet", "--json", "--device", "cpu"]
+def run_ddp(release: Path, out: Path, ids_dir: Path, *extra: str) -> dict:
+    """``reference_model.train`` on 2 CPU processes (torchrun), every step's impression ids recorded per rank
+    by tests/ddp_record_ids.py."""
+    import shutil
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(ROOT / "tests" / "ddp_record_ids.py"),
+           str(ids_dir), "--data", str(release), "--out", str(out), "--epochs", "1", "--quiet", "--json", "--device", "cpu", *extra]
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=180)
     first = r.stderr
     if r.returncode != 0:  # once more: the rendezvous port can be taken by another job on a shared machine
-        import shutil
-
         shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(ids_dir, ignore_errors=True)
         r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, first[-2000:] + "\n---- retry ----\n" + r.stderr[-2000:]
-    summary = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def train_ids(release: Path) -> list[str]:
+    files = sorted((release / "data" / "impressions").glob("train-*.parquet"))
+    return pq.read_table(files, columns=["impression_id"])["impression_id"].to_pylist()
+
+
+def test_ddp_two_cpu_processes_train_on_disjoint_shards(release, tmp_path):
+    out, ids_dir = tmp_path / "ddp", tmp_path / "ids"
+    summary = run_ddp(release, out, ids_dir)
     assert summary["world_size"] == 2 and summary["steps"] == 4 and summary["samples"] == TRAIN_ROWS
+    # independent evidence: the ids each rank computed its loss on
+    seen = [(ids_dir / f"rank{r}.txt").read_text().split() for r in range(2)]
+    every = train_ids(release)
+    assert not set(seen[0]) & set(seen[1])  # disjoint
+    assert sorted(seen[0] + seen[1]) == sorted(every)  # together: the whole split, each row once
+    assert seen[0] == every[:2000] and seen[1] == every[2000:]  # each rank: its chronological range, in log order
     shards = read_run_config(out)["shards"]
     assert shards == [{"rank": 0, "rows": [0, 2000], "samples": 2000}, {"rank": 1, "rows": [2000, 4000], "samples": 2000}]
     load_run(out)
@@ -282,6 +300,10 @@ def test_ddp_two_cpu_processes_train_on_disjoint_shards(release, tmp_path):
         (["train", "--data", "{rel}", "--out", "{tmp}/x", "--method", "mlp", "--genco-set", "rl_samples=2"], "--genco-set applies to the GenCO methods"),
         (["reproduce", "--data", "{rel}", "--out", "{tmp}/r", "--genco-set", "bogus=1"], "--genco-set 'bogus=1': expected NAME=VALUE"),
         (["train", "--data", "{rel}", "--out", "{tmp}"], "exists and is not empty"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--vocab", "exactly"], "--vocab must be one of hashed, exact"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--hash-size-factor", "0"], "--hash-size-factor must be a positive number"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--stream", "sometimes"], "--stream must be one of auto, always, never"),
+        (["train", "--data", "{rel}", "--out", "{tmp}/x", "--memory-budget-gb", "-1"], "--memory-budget-gb must be a positive number"),
         (["predict", "--model", "{tmp}/none", "--data", "{rel}", "--out", "{tmp}/p.parquet"], "not a training run folder"),
         (["reproduce", "--data", "{rel}", "--out", "{tmp}/r", "--methods", "genco,magic"], "unknown magic"),
     ],
@@ -343,9 +365,18 @@ def test_reproduce_quick_writes_every_artefact_and_verifiable_submissions(releas
     for m in METHOD_ORDER:
         entry = verify_submission(out / "submissions" / m / "submission.json", release, min_seeds=2)
         assert entry.seeds == [0, 1]
-    # a second run reuses the finished runs
+    first_runs = json.loads((out / "results.json").read_text())["runs"]
+    assert first_runs and not any(r["reused"] for r in first_runs)
+    # a second run reuses the finished runs: flagged, and the run folders are not retrained (files untouched)
+    models = {s: out / "runs" / "genco" / f"seed{s}" / MODEL_NAME for s in (0, 1)}
+    stamps = {s: (p.stat().st_mtime_ns, p.read_bytes()) for s, p in models.items()}
     again = run_reproduce(ReproduceConfig(data=str(release), out=str(out), seeds=2, quick=True, jobs=1, quiet=True, methods=("genco",)))
-    assert again["seconds"] < rep["seconds"]
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["method"], r["seed"], r["reused"]) for r in runs] == [("genco", 0, True), ("genco", 1, True)]
+    assert {s: (p.stat().st_mtime_ns, p.read_bytes()) for s, p in models.items()} == stamps
+    before = {(r["method"], r["seed"]): r["sha256"] for r in first_runs}
+    assert all(r["sha256"] == before[("genco", r["seed"])] for r in runs)  # the same predictions again
+    assert again["methods"] == ["genco"]
 
 
 def test_demo_runs_end_to_end_and_is_rerunnable(tmp_path):

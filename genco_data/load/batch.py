@@ -5,16 +5,19 @@ genco_data`` never does). The layout and the truncation rule are in :mod:`genco_
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import torch
+from torch.utils.data._utils.collate import default_collate_fn_map
 
 from genco_data.errors import InvalidInputError
+from genco_data.format.arrow import impressions_schema
 from genco_data.format.components import COMPONENTS, PAD_TO
 from genco_data.load.padding import (
+    REQUIRED_COLUMNS,
     SEGMENTS_PAD_TO,
     TENSOR_FIELDS,
     _Block,
@@ -86,8 +89,13 @@ class Batch:
         """Every tensor in page-locked memory (a ``DataLoader(pin_memory=True)`` calls this)."""
         return self._map(lambda t: t.pin_memory())
 
-    def __getitem__(self, index: slice | np.ndarray | torch.Tensor) -> "Batch":
-        """Rows ``index`` (a slice gives views; an integer array gathers copies)."""
+    def __getitem__(self, index: int | slice | np.ndarray | torch.Tensor) -> "Batch":
+        """Rows ``index`` (a slice gives views, an int a one-row view; an integer array gathers copies)."""
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+            i = int(index) + (len(self) if index < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"row {int(index)} out of range for a Batch of {len(self)} rows")
+            index = slice(i, i + 1)
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step != 1:
@@ -121,6 +129,60 @@ class Batch:
                 f"{COMPONENTS[c]} is padding (the pool has {int(self.n_candidates[b, c])} candidates)"
             )
         return torch.where(present, orig, torch.full_like(orig, -1))
+
+
+def concat_batches(batches: Sequence[Batch]) -> Batch:
+    """One Batch of the rows of ``batches``, in order (tensors concatenated on the first dimension)."""
+    if not batches:
+        raise ValueError("concat_batches needs at least one Batch")
+    if len(batches) == 1:
+        return batches[0]
+    return Batch(impression_id=pa.concat_arrays([b.impression_id for b in batches]),
+                 **{k: torch.cat([getattr(b, k) for b in batches]) for k in TENSOR_FIELDS})
+
+
+def _collate_batches(batch: Batch | Sequence[Batch], *, collate_fn_map: dict | None = None) -> Batch:
+    """``default_collate`` of Batches: a whole Batch (what ``MapDataset.__getitems__`` returns for a
+    ``DataLoader(ds, batch_size=k)``) passes through; a list of Batches is concatenated."""
+    return batch if isinstance(batch, Batch) else concat_batches(list(batch))
+
+
+# torch's documented extension point of default_collate ("Extend default_collate by in-place modifying
+# default_collate_fn_map"): DataLoader(MapDataset(...), batch_size=k) then yields Batches without a collate_fn.
+default_collate_fn_map[Batch] = _collate_batches
+
+
+class RowCollate:
+    """``collate_fn`` for a plain ``DataLoader`` over an HF ``datasets.Dataset`` in its default (python) format:
+    rows (dicts) -> one padded :class:`Batch` (the ragged pools padded to 15 here)::
+
+        DataLoader(ds, batch_size=256, shuffle=True, collate_fn=RowCollate(vocabs))
+
+    Rows are turned back into Arrow with their types (ids stay exact int64, nulls stay null), so the result
+    equals :func:`pad_table` of the same rows; it costs Python per row (``loader(ds)`` reads the Arrow table
+    directly and is far faster). Rows of ``ds.with_format("torch"/"numpy")`` are refused: those formats turn
+    nullable int64 columns (``query_id``, ``<c>_exposed``) into float NaN, which loses 62-bit ids."""
+
+    def __init__(self, vocabs: Vocabularies, *, max_segments: int = SEGMENTS_PAD_TO) -> None:
+        if not isinstance(vocabs, Vocabularies):
+            raise TypeError(f"vocabs must be a Vocabularies, got {type(vocabs).__name__}")
+        self.vocabs, self.max_segments = vocabs, int(max_segments)
+        self._schema = pa.schema([impressions_schema().field(c) for c in REQUIRED_COLUMNS])
+
+    def __call__(self, rows: Sequence[dict]) -> Batch:
+        if not rows:
+            raise ValueError("RowCollate got no rows")
+        first = rows[0]
+        if not isinstance(first, dict):
+            raise TypeError(f"RowCollate expects rows as dicts (an HF Dataset in its default format), got {type(first).__name__}")
+        formatted = [c for c in REQUIRED_COLUMNS if isinstance(first.get(c), (torch.Tensor, np.ndarray))]
+        if formatted:
+            raise InvalidInputError(
+                f"rows hold tensors/arrays ({formatted[0]!r}, ...): ds.with_format('torch'/'numpy') turns nullable int64 "
+                "columns into float NaN and loses 62-bit ids; pass the dataset in its default format, or use genco_data.loader(ds)"
+            )
+        table = pa.Table.from_pylist(list(rows), schema=self._schema)
+        return _block_to_batch(_pad_block(table, self.vocabs, self.max_segments))
 
 
 def _block_to_batch(block: _Block) -> Batch:
@@ -173,4 +235,4 @@ def pad_table(
     return _block_to_batch(_pad_block(table, vocabs, max_segments))
 
 
-__all__ = ["Batch", "pad_table"]
+__all__ = ["Batch", "pad_table", "concat_batches", "RowCollate"]

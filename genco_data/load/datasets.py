@@ -7,7 +7,7 @@ source discovery in :mod:`~genco_data.load.sources`, the padded row-group cache 
 Quick start::
 
     ds = datasets.load_dataset(release_or_hub_id, split="train")
-    train = genco_data.loader(ds, batch_size=1024)              # vocabularies built from ds
+    train = genco_data.loader(ds, batch_size=1024)              # hashed id tables, nothing read before batch 1
     train.vocabs.save("vocab.npz")                              # embedding sizes: train.vocabs.size(name)
     test = genco_data.loader(release_dir, split="test", vocabs="vocab.npz", cache_dir=None)
     for batch in train:                                         # a Batch; no collate needed
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,7 +44,8 @@ from genco_data.load.padding import (
     _shuffled,
 )
 from genco_data.load.sources import Source, _ArrowRows, _is_hf_dataset, _is_hf_iterable, _is_pathlike, parquet_files
-from genco_data.load.vocab import Vocabularies
+from genco_data.load.streams import SHUFFLE_BLOCK, ParquetTables, Unit, memory_tables, memory_units, parquet_units, reader_plan, reader_rows
+from genco_data.load.vocab import VOCAB_MODES, Vocabularies, resolve_vocabs
 
 #: Rows per shuffling buffer of the iterable dataset.
 SHUFFLE_BUFFER = 131072
@@ -58,11 +58,14 @@ class MapDataset(TorchDataset, _ArrowRows):
     """Random access to padded rows of a ``pa.Table``, a ``datasets.Dataset`` or a release folder.
 
     ``__getitems__(indices)`` pads a whole batch at once (``DataLoader`` calls it when present), so a
-    loader never builds rows one by one; ``ds[i]`` is a one-row :class:`Batch`. A release folder is read
+    loader never builds rows one by one; ``ds[i]`` is a one-row :class:`Batch`. A plain
+    ``DataLoader(ds, batch_size=k)`` works without a ``collate_fn``: :class:`Batch` is registered with torch's
+    ``default_collate``. A release folder is read
     with pyarrow (memory-mapped Parquet, decoded once into RAM — use :class:`StreamingDataset` to stream
     data larger than memory). An HF ``Dataset`` is read through its Arrow table, honouring its indices
-    mapping (after ``select``/``shuffle``/``train_test_split``). ``vocabs=None`` builds the vocabularies
-    from the same rows (from the *train* split for a release folder). ``verify``: a release folder is
+    mapping (after ``select``/``shuffle``/``train_test_split``). ``vocabs``: see :func:`resolve_vocabs` —
+    None = hashed (sized by the manifest of a release folder; no pass over the data), ``"exact"`` = built from
+    the same rows (from the *train* split for a release folder). ``verify``: a release folder is
     checked against its manifest's sha256 first (:func:`parquet_files`); False skips it.
     """
 
@@ -95,8 +98,6 @@ class MapDataset(TorchDataset, _ArrowRows):
                 _check_schema(schema)
                 tables.append(pq.read_table(f, columns=list(REQUIRED_COLUMNS), memory_map=True))
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            if vocabs is None and _is_pathlike(source) and split != "train":
-                vocabs = Vocabularies.build(parquet_files(source, "train", config, verify=verify))
         else:
             raise TypeError(
                 "MapDataset expects a pyarrow Table, a datasets.Dataset or a release folder, "
@@ -108,7 +109,7 @@ class MapDataset(TorchDataset, _ArrowRows):
         # batches are taken chunk by chunk from zero-copy record batches with common boundaries.
         self._chunks = self.table.to_batches()
         self._starts = np.cumsum([0] + [len(b) for b in self._chunks])
-        self.vocabs = vocabs if vocabs is not None else Vocabularies.build(self)
+        self.vocabs = resolve_vocabs(vocabs, source, self, split=split, config=config, verify=verify)
 
     def __getitems__(self, indices: Sequence[int] | np.ndarray) -> Batch:
         keys = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -198,32 +199,32 @@ def _worker_slot(rank: int, world_size: int) -> tuple[int, int]:
     return rank * W + w, world_size * W
 
 
-@dataclass(frozen=True)
-class _Unit:
-    file: int
-    row_group: int
-    rows: int
-
-
 class StreamingDataset(TorchIterableDataset):
-    """Padded :class:`Batch` objects streamed from Parquet shards or an HF ``datasets.IterableDataset``.
+    """Padded :class:`Batch` objects streamed from Parquet shards, an in-memory table / ``datasets.Dataset``, or an
+    HF ``datasets.IterableDataset``.
 
     Yields whole batches (use ``DataLoader(ds, batch_size=None)``, which :func:`loader` does).
 
     **Sharding.** With ``R`` DDP ranks (``rank``/``world_size``, default from ``torch.distributed`` when
     initialized) × ``W`` DataLoader workers there are ``G = R*W`` readers; reader ``g = rank*W + worker``.
-    For Parquet, each epoch orders the row groups of all shards (a permutation from ``(seed, epoch)``
-    when ``shuffle``) and gives reader ``g`` the contiguous rows ``[g*N//G, (g+1)*N//G)`` of that order,
-    reading only the row groups they touch — every row exactly once per epoch, readers within one row of
-    each other. For an HF ``IterableDataset`` the split is ``datasets.distributed.split_dataset_by_node``
-    (whole shards when ``G`` divides ``n_shards``, else every ``G``-th row) and ``set_epoch`` is
-    forwarded. ``drop_last`` trims every Parquet reader to ``N//G`` rows and drops short batches, so all
-    ranks step equally (use it for DDP); without it every row is seen exactly once.
+    Each epoch orders the units — row groups of the Parquet shards, or blocks of ``shuffle_block`` consecutive
+    rows of an in-memory source — (a permutation from ``(seed, epoch)`` when ``shuffle``) and gives reader ``g``
+    the contiguous rows ``[g*N//G, (g+1)*N//G)`` of that order (:mod:`genco_data.load.streams`), reading only
+    the units they touch — every row exactly once per epoch, readers within one row of each other. For an HF
+    ``IterableDataset`` the split is ``datasets.distributed.split_dataset_by_node`` (whole shards when ``G``
+    divides ``n_shards``, else every ``G``-th row) and ``set_epoch`` is forwarded. ``drop_last`` trims every
+    reader to ``N//G`` rows and drops short batches, so all ranks step equally (use it for DDP); ``equal_rows``
+    trims the same way but keeps each reader's last short batch (equal step counts too). ``rows=(lo, hi)``
+    reads only positions ``[lo, hi)`` of the epoch's order (e.g. the most recent rows of a chronological split).
+    :meth:`set_start_row` skips the first rows of every reader's range (a resumed epoch).
 
-    **Shuffling.** ``shuffle`` permutes row groups (Parquet) and then rows within a buffer of
-    ``shuffle_buffer`` consecutive rows of a reader; deterministic given ``(seed, epoch)`` and the
-    ``(R, W)`` layout. Call :meth:`set_epoch` before each epoch (it reaches persistent workers too).
-    Without ``shuffle`` rows come in file order — the paper's chronological training order.
+    **Shuffling.** ``shuffle`` permutes the units and then rows within a buffer of ``shuffle_buffer``
+    consecutive rows of a reader: a row's batch-mates are drawn uniformly from its buffer, which holds
+    ``shuffle_buffer / unit rows`` units chosen at random — not a uniform permutation of the whole split (rows
+    of one unit always share a buffer), but every row once, at the cost of one gather per batch.
+    Deterministic given ``(seed, epoch)`` and the ``(R, W)`` layout. Call :meth:`set_epoch` before each epoch
+    (it reaches persistent workers too). Without ``shuffle`` rows come in file order — the paper's
+    chronological training order.
 
     **Padded cache** (Parquet only). With ``cache_dir``, the first reader of a row group pads the whole
     row group once and stores it as ``.npy`` files (+ ``impression_id.arrow``) under
@@ -238,15 +239,18 @@ class StreamingDataset(TorchIterableDataset):
     def __init__(
         self,
         source: Source,
-        vocabs: Vocabularies | None = None,
+        vocabs: Vocabularies | str | os.PathLike | None = None,
         *,
         batch_size: int = 1024,
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        equal_rows: bool = False,
+        rows: tuple[int, int] | None = None,
         rank: int | None = None,
         world_size: int | None = None,
         shuffle_buffer: int = SHUFFLE_BUFFER,
+        shuffle_block: int = SHUFFLE_BLOCK,
         split: str = "train",
         config: str = CONFIGS[0],
         max_segments: int = SEGMENTS_PAD_TO,
@@ -254,36 +258,42 @@ class StreamingDataset(TorchIterableDataset):
         cache_dir: str | os.PathLike | None = None,
         verify: bool = True,
     ) -> None:
-        _check_positive(batch_size=batch_size, shuffle_buffer=shuffle_buffer, pad_rows=pad_rows)
+        _check_positive(batch_size=batch_size, shuffle_buffer=shuffle_buffer, pad_rows=pad_rows, shuffle_block=shuffle_block)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._vocab_fp: str | None = None
         self.batch_size, self.shuffle, self.seed, self.drop_last = int(batch_size), bool(shuffle), int(seed), bool(drop_last)
+        self.equal_rows, self.rows = bool(equal_rows or drop_last), (None if rows is None else (int(rows[0]), int(rows[1])))
         self.rank, self.world_size = _resolve_rank(rank, world_size)
         self.shuffle_buffer, self.max_segments, self.pad_rows = int(shuffle_buffer), int(max_segments), int(pad_rows)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._start = torch.zeros((), dtype=torch.int64).share_memory_()
         self._hf = None
+        self._memory: MapDataset | None = None
         self.files: list[Path] = []
-        self.units: list[_Unit] = []
+        self.units: list[Unit] = []
         if _is_hf_iterable(source):
             if source.features is not None:
                 _check_columns(pa.schema(source.features.arrow_schema), REQUIRED_COLUMNS)
             self._hf = source
-            if self.cache_dir is not None:
-                raise ValueError("cache_dir needs Parquet files (a release folder or paths), not an HF stream")
+            rows_source: Any = source
         elif _is_pathlike(source) or isinstance(source, (list, tuple)):
             self.files = parquet_files(source, split, config, verify=verify)
-            for fi, f in enumerate(self.files):
-                pf = pq.ParquetFile(f)
-                _check_schema(pf.schema_arrow)
-                self.units += [_Unit(fi, g, pf.metadata.row_group(g).num_rows) for g in range(pf.num_row_groups)]
-            if vocabs is None and _is_pathlike(source) and split != "train":
-                vocabs = Vocabularies.build(parquet_files(source, "train", config, verify=verify))
+            self.units = parquet_units(self.files)
+            rows_source = self.files
+        elif isinstance(source, (pa.Table, pa.RecordBatch, MapDataset)) or _is_hf_dataset(source):
+            self._memory = source if isinstance(source, MapDataset) else MapDataset(source, vocabs="hashed", max_segments=max_segments)
+            self.units = memory_units(len(self._memory), int(shuffle_block))
+            rows_source = self._memory
         else:
             raise TypeError(
-                "StreamingDataset expects a release folder, Parquet path(s) or a datasets.IterableDataset, "
-                f"got {type(source).__name__} (use MapDataset for a Table or datasets.Dataset)"
+                "StreamingDataset expects a release folder, Parquet path(s), a pyarrow Table, a datasets.Dataset or a "
+                f"datasets.IterableDataset, got {type(source).__name__}"
             )
-        self.vocabs = vocabs if vocabs is not None else Vocabularies.build(self._hf if self._hf is not None else self.files)
+        if self.cache_dir is not None and not self.files:
+            raise ValueError("cache_dir needs Parquet files (a release folder or paths), not an in-memory source or an HF stream")
+        if vocabs is None and isinstance(source, MapDataset):
+            vocabs = source.vocabs
+        self.vocabs = resolve_vocabs(vocabs, source, rows_source, split=split, config=config, verify=verify)
 
     @property
     def epoch(self) -> int:
@@ -292,63 +302,46 @@ class StreamingDataset(TorchIterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self._epoch.fill_(int(epoch))
 
+    def set_start_row(self, rows: int) -> None:
+        """Skip the first ``rows`` rows of every reader's range from now on (0 = none); for resuming an epoch."""
+        self._start.fill_(int(rows))
+
     @property
     def num_rows(self) -> int | None:
         """Rows per epoch over all readers (None for an HF stream)."""
-        return sum(u.rows for u in self.units) if self._hf is None else None
+        if self._hf is not None:
+            return None
+        return sum(reader_rows(self.units, 1, rows=self.rows))
 
-    def reader_plan(self, g: int, G: int, epoch: int) -> list[tuple[int, int, int, int]]:
-        """``(file, row_group, start, stop)`` slices reader ``g`` of ``G`` reads in ``epoch``, in order."""
-        order = (
-            np.random.default_rng([self.seed, epoch]).permutation(len(self.units))
-            if self.shuffle
-            else np.arange(len(self.units))
-        )
-        N = sum(u.rows for u in self.units)
-        if self.drop_last:
-            lo, hi = g * (N // G), (g + 1) * (N // G)
-        else:
-            lo, hi = g * N // G, (g + 1) * N // G
-        plan, pos = [], 0
-        for ui in order:
-            u = self.units[int(ui)]
-            a, b = max(lo, pos), min(hi, pos + u.rows)
-            if a < b:
-                plan.append((u.file, u.row_group, a - pos, b - pos))
-            pos += u.rows
-            if pos >= hi:
-                break
-        return plan
+    def reader_rows(self, G: int) -> list[int]:
+        """Rows each of ``G`` readers reads per epoch (Parquet and in-memory sources)."""
+        return reader_rows(self.units, G, rows=self.rows, equal=self.equal_rows)
 
-    def _unit_tables(
-        self, fi: int, rg: int, a: int, b: int, handles: dict[int, pq.ParquetFile]
-    ) -> Iterator[tuple[pa.Table, Callable[[int], str]]]:
-        pf = handles.get(fi)
-        if pf is None:
-            pf = handles[fi] = pq.ParquetFile(self.files[fi], memory_map=True)
-        t = pf.read_row_group(rg, columns=list(REQUIRED_COLUMNS), use_threads=False)
-        first = sum(pf.metadata.row_group(i).num_rows for i in range(rg))
-        for s in range(a, b, self.pad_rows):
-            e = min(b, s + self.pad_rows)
-            yield t.slice(s, e - s), (lambda i, f=self.files[fi], base=first + s: f"{f.name} row {base + i}")
+    def reader_plan(self, g: int, G: int, epoch: int) -> list[tuple[Unit, int, int]]:
+        """``(unit, start, stop)`` slices reader ``g`` of ``G`` reads in ``epoch``, in order."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.units)) if self.shuffle else None
+        return reader_plan(self.units, g, G, order=order, rows=self.rows, equal=self.equal_rows, skip=int(self._start))
 
-    def _parquet_blocks(self, g: int, G: int, epoch: int) -> Iterator[_Block]:
-        handles: dict[int, pq.ParquetFile] = {}
-        for fi, rg, a, b in self.reader_plan(g, G, epoch):
-            if self.cache_dir is None:
-                for t, where in self._unit_tables(fi, rg, a, b, handles):
+    def _unit_blocks(self, g: int, G: int, epoch: int) -> Iterator[_Block]:
+        parquet = ParquetTables(self.files, self.pad_rows)
+        for u, a, b in self.reader_plan(g, G, epoch):
+            if self._memory is not None:
+                for t, where in memory_tables(self._memory, u, a, b, self.pad_rows):
                     yield _pad_block(t, self.vocabs, self.max_segments, where)
                 continue
-            unit = self.cache_dir / self._cache_key(fi, rg)
+            if self.cache_dir is None:
+                for t, where in parquet.tables(u, a, b):
+                    yield _pad_block(t, self.vocabs, self.max_segments, where)
+                continue
+            unit = self.cache_dir / self._cache_key(u)
             if not unit.is_dir():
-                rows = next(u.rows for u in self.units if u.file == fi and u.row_group == rg)
-                write_unit(unit, rows, self._unit_tables(fi, rg, 0, rows, handles), self.vocabs, self.max_segments)
+                write_unit(unit, u.rows, parquet.tables(u, 0, u.rows), self.vocabs, self.max_segments)
             yield from read_unit(unit, a, b, self.pad_rows, views=self.shuffle)
 
-    def _cache_key(self, fi: int, rg: int) -> str:
+    def _cache_key(self, u: Unit) -> str:
         if self._vocab_fp is None:
             self._vocab_fp = self.vocabs.fingerprint()
-        return cache_key(self.files[fi], rg, self.max_segments, self._vocab_fp)
+        return cache_key(self.files[u.file], u.index, self.max_segments, self._vocab_fp)
 
     def _hf_tables(self, g: int, G: int, epoch: int) -> Iterator[tuple[pa.Table, Callable[[int], str]]]:
         from datasets.distributed import split_dataset_by_node
@@ -363,7 +356,7 @@ class StreamingDataset(TorchIterableDataset):
 
     def _blocks(self, g: int, G: int, epoch: int) -> Iterator[_Block]:
         if self._hf is None:
-            yield from self._parquet_blocks(g, G, epoch)
+            yield from self._unit_blocks(g, G, epoch)
             return
         for t, where in self._hf_tables(g, G, epoch):
             if t.num_rows:
@@ -421,6 +414,7 @@ def loader(
     split: str = "train",
     config: str = CONFIGS[0],
     shuffle_buffer: int = SHUFFLE_BUFFER,
+    shuffle_block: int = SHUFFLE_BLOCK,
     max_segments: int = SEGMENTS_PAD_TO,
     persistent_workers: bool = False,
     prefetch_factor: int | None = None,
@@ -430,13 +424,18 @@ def loader(
     """A DataLoader of padded :class:`Batch` objects over ``ds``.
 
     ``ds``: a ``datasets.Dataset`` (e.g. ``load_dataset(path, split="train")``) or ``pa.Table`` →
-    map-style (:class:`MapDataset` + :class:`ShardedBatchSampler`); a ``datasets.IterableDataset``
+    map-style (:class:`MapDataset` + :class:`ShardedBatchSampler`), or with ``shuffle`` the in-memory rows read
+    by :class:`StreamingDataset` in blocks of ``shuffle_block`` rows, shuffled within a buffer of
+    ``shuffle_buffer`` rows (about the cost of an unshuffled pass; see its docstring for the randomness this
+    gives — build :class:`MapDataset` + ``ShardedBatchSampler(shuffle=True)`` yourself for a uniform
+    permutation, at the cost of a random Arrow gather per batch); a ``datasets.IterableDataset``
     (``streaming=True``) → :class:`StreamingDataset`; a release folder or Parquet path(s) → streamed
     (:class:`StreamingDataset`) unless ``streaming=False``, reading ``config``/``split``.
 
-    ``vocabs``: a :class:`Vocabularies`, a path saved by :meth:`Vocabularies.save`, or None to build them
-    from ``ds`` itself (for a release folder: from its train split). For a test split, pass the train
-    vocabularies. ``rank``/``world_size`` default to ``torch.distributed`` when initialized: every row is
+    ``vocabs``: a :class:`Vocabularies`, a path saved by :meth:`Vocabularies.save`, None / ``"hashed"`` (the
+    default: hashed tables, sized by a release folder's manifest, else the documented defaults; nothing is
+    read before the first batch) or ``"exact"`` (built from ``ds`` itself; for a release folder from its train
+    split). For a test split, pass the train vocabularies (hashed ones of the same release are equal anyway). ``rank``/``world_size`` default to ``torch.distributed`` when initialized: every row is
     seen exactly once per epoch across ranks × workers (``drop_last`` trades that for equal step counts).
     Call ``loader.set_epoch(epoch)`` before each epoch when shuffling. ``cache_dir`` keeps padded row
     groups on disk for streamed Parquet (see :class:`StreamingDataset`). ``verify``: a release folder is
@@ -445,7 +444,7 @@ def loader(
     """
     if type(ds).__name__ in ("DatasetDict", "IterableDatasetDict"):
         raise TypeError(f"loader expects one split, got a {type(ds).__name__} with {list(ds)}; pass e.g. ds['train']")
-    if vocabs is not None and not isinstance(vocabs, Vocabularies):
+    if vocabs is not None and not isinstance(vocabs, Vocabularies) and vocabs not in VOCAB_MODES:
         vocabs = Vocabularies.load(vocabs)
     rank, world_size = _resolve_rank(rank, world_size)
     kw: dict[str, Any] = {
@@ -465,17 +464,23 @@ def loader(
         dataset = StreamingDataset(
             ds, vocabs, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
             rank=rank, world_size=world_size, shuffle_buffer=shuffle_buffer, split=split, config=config,
-            max_segments=max_segments, cache_dir=cache_dir, verify=verify,
+            max_segments=max_segments, cache_dir=cache_dir, verify=verify, shuffle_block=shuffle_block,
         )
         out = BatchLoader(dataset, batch_size=None, **kw)
     else:
         if cache_dir is not None:
             raise ValueError("cache_dir applies to streamed Parquet (streaming=True), not to a map-style dataset")
-        dataset = ds if isinstance(ds, MapDataset) else MapDataset(ds, vocabs, split=split, config=config, max_segments=max_segments, verify=verify)
-        sampler = ShardedBatchSampler(
-            len(dataset), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size
-        )
-        out = BatchLoader(dataset, batch_sampler=sampler, **kw)
+        rows = ds if isinstance(ds, MapDataset) else MapDataset(ds, vocabs, split=split, config=config, max_segments=max_segments, verify=verify)
+        if shuffle:  # contiguous blocks + a bounded shuffle buffer, not a random gather per batch
+            dataset = StreamingDataset(
+                rows, rows.vocabs, batch_size=batch_size, shuffle=True, seed=seed, drop_last=drop_last, rank=rank,
+                world_size=world_size, shuffle_buffer=shuffle_buffer, shuffle_block=shuffle_block, max_segments=rows.max_segments,
+            )
+            out = BatchLoader(dataset, batch_size=None, **kw)
+        else:
+            dataset = rows
+            sampler = ShardedBatchSampler(len(rows), batch_size, drop_last=drop_last, rank=rank, world_size=world_size)
+            out = BatchLoader(dataset, batch_sampler=sampler, **kw)
     out.vocabs = dataset.vocabs
     return out
 

@@ -93,7 +93,7 @@ TENSOR_FIELDS: tuple[str, ...] = (
 class _Lookups(Protocol):
     """What padding reads of a :class:`~genco_data.load.vocab.Vocabularies` (vocab.py builds on this module)."""
 
-    def lookup(self, name: str, ids: np.ndarray) -> np.ndarray: ...
+    def lookup(self, name: str, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray: ...
 
     def lookup_category(self, values: pa.Array) -> np.ndarray: ...
 
@@ -227,6 +227,7 @@ def _check_columns(schema: pa.Schema, columns: Sequence[str]) -> None:
 
 
 _ARANGE = np.arange(1 << 20, dtype=np.int64)
+_ARANGE32 = np.arange(1 << 20, dtype=np.int32)
 # Row k of these tables is the mask / original_index pattern of a pool with k kept candidates; a
 # row gather (np.take on axis 0) is ~5x faster than building [B, C, P] by broadcasting.
 _MASK_BY_KEPT = np.arange(PAD_TO + 1)[:, None] > np.arange(PAD_TO)
@@ -240,6 +241,13 @@ def _zeros(n: int, dtype: Any) -> np.ndarray:
     return out
 
 
+def _arange32(n: int) -> np.ndarray:
+    global _ARANGE32
+    if n > len(_ARANGE32):
+        _ARANGE32 = np.arange(max(n, 2 * len(_ARANGE32)), dtype=np.int32)
+    return _ARANGE32[:n]
+
+
 def _arange(n: int) -> np.ndarray:
     global _ARANGE
     if n > len(_ARANGE):
@@ -248,11 +256,18 @@ def _arange(n: int) -> np.ndarray:
 
 
 def _truncate(offs: np.ndarray, n: np.ndarray, values: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, values) of the lists cut to their first ``keep`` items."""
-    pos = _arange(len(values)) - np.repeat(offs[:-1], n)
+    """(offsets, values) of the lists cut to their first ``keep`` items.
+
+    Only the values past ``keep`` in the few long lists are touched: their positions (one ``repeat`` over the
+    excess) are cleared in a byte mask, which then compresses ``values`` once."""
     new_offs = np.zeros(len(offs), np.int64)
     np.cumsum(np.minimum(n, keep), out=new_offs[1:])
-    return new_offs, values[pos < keep]
+    long = np.flatnonzero(n > keep)
+    excess = n[long] - keep
+    cut = np.repeat(offs[long] + keep - np.cumsum(excess) + excess, excess) + _arange(int(excess.sum()))
+    kept = np.ones(len(values), bool)
+    kept[cut] = False
+    return new_offs, values[kept]
 
 
 def _valid(arr: pa.Array) -> np.ndarray | None:
@@ -303,11 +318,12 @@ def _pad_block(
     n = np.empty((B, C), np.int64)
     e = np.empty((B, C), np.int64)
     prop = np.empty((B, C), np.float32)
-    flat_parts: list[np.ndarray] = []
+    kept_parts: list[np.ndarray] = []  # per component: the ids kept (at most P per pool), pool order
     adj_parts: list[np.ndarray] = []
     count_parts: list[np.ndarray] = []
     fixes: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
-    slot_base = _arange(B) * (C * P)
+    idx_t = np.int32 if B * C * P < 2**31 else np.int64  # slot positions: half the bytes of int64
+    slot_base = _arange(B).astype(idx_t) * (C * P)
     gbase = 0
     for ci, comp in enumerate(COMPONENTS):
         name = candidates_col(comp)
@@ -347,15 +363,20 @@ def _pad_block(
                 fixes.append((far, ci, vocabs.lookup(comp, vals_np[offs[far] + ec[far]]), ec[far]))
         else:
             keep_offs, keep_vals = offs, vals_np
-        flat_parts.append(vocabs.lookup(comp, keep_vals))
-        adj_parts.append(slot_base + (ci * P - gbase) - keep_offs[:-1])
+        kept_parts.append(keep_vals)
+        adj_parts.append(slot_base + (ci * P - gbase) - keep_offs[:-1].astype(idx_t))
         count_parts.append(keep_offs[1:] - keep_offs[:-1])
         gbase += len(keep_vals)
-    # one scatter for all six components: flat value i of row b goes to b*C*P + c*P + (i - start)
+    # one lookup buffer and one scatter for all six components: kept value i of row b goes to b*C*P + c*P + (i - start)
+    flat = np.empty(gbase, np.int64)
+    pos = 0
+    for comp, ids in zip(COMPONENTS, kept_parts):
+        vocabs.lookup(comp, ids, out=flat[pos : pos + len(ids)])
+        pos += len(ids)
     dest = np.repeat(np.concatenate(adj_parts), np.concatenate(count_parts))
-    dest += _arange(gbase)
+    dest += _arange(gbase).astype(idx_t, copy=False) if idx_t is np.int64 else _arange32(gbase)
     cand = _zeros(B * C * P, np.int64)
-    cand[dest] = np.concatenate(flat_parts)
+    cand[dest] = flat
     cand = cand.reshape(B, C, P)
     k = np.minimum(n, P)
     mask = np.take(_MASK_BY_KEPT, k, axis=0)
