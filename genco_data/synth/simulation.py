@@ -96,7 +96,8 @@ def simulate(cfg: SynthConfig, out: Path, progress: bool = True) -> dict[str, An
     (only its own files: ``raw/part-*.parquet`` and ``world/``'s two files); ``world/world.json`` is
     written last, so a folder without it is an interrupted run. Returns a summary: ``train_rows``,
     ``test_rows``, ``test_start_day`` (ISO), ``seed``, ``out``, realized CTRs, the intercept ``base`` and
-    the Table-1 statistics of the train rows (coverage, average candidates, share of pools over 15).
+    per-row statistics of the train rows (share of rows with the component, mean pool length over them, share of
+    pools over 15; the per-ad Table 1 is :func:`genco_data.synth.table1.table1` of the parts).
     """
     if not isinstance(cfg, SynthConfig):
         raise TypeError(f"simulate: expected a SynthConfig, got {type(cfg).__name__}")
