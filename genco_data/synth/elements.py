@@ -48,9 +48,14 @@ def solve_catalog_size(target: float, draws: float, exponent: float, at_least: i
     cap = max(lo, int(64 * draws) + 1)
     if target <= expected_distinct(lo, draws, exponent):
         return lo
-    if expected_distinct(cap, draws, exponent) < target:
+    hi = lo
+    while hi < cap:  # doubling first, so the arrays stay near the answer's size
+        hi = min(cap, 2 * hi)
+        if expected_distinct(hi, draws, exponent) >= target:
+            break
+        lo = hi
+    else:
         return cap
-    hi = cap
     for _ in range(_BISECT_STEPS):
         if hi - lo <= 1:
             break
