@@ -2,7 +2,7 @@
 policy from Uniform: the ceiling every click-learning method (GenCO included) works under.
 
     python benchmarks/learnable.py                                   # the sparse, learnable and default worlds, 200k/50k rows
-    python benchmarks/learnable.py --preset benchmark                # the leaderboard's world at its own size (2M/1M rows)
+    python benchmarks/learnable.py --preset benchmark                # the leaderboard's world at its own size (2M/2M rows)
     python benchmarks/learnable.py --preset default --rows 300000 --seeds 0 1 2 --reproduce 3 --methods genco,f_ele,dco
 
 Per world (``genco synth --preset P``; ``--rows`` / ``--test-rows`` default to the preset's size, else 200k / 50k),

@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb("synth", "simulate raw logs (production-logged train days, uniform-logged test days) + the ground-truth world")
     sp.add_argument("--out", required=True, help="folder for raw Parquet shards and world/")
     sp.add_argument("--train-rows", type=int, default=None, help="default: the preset's (200,000; benchmark 2,000,000)")
-    sp.add_argument("--test-rows", type=int, default=None, help="default: the preset's (50,000; benchmark 1,000,000)")
+    sp.add_argument("--test-rows", type=int, default=None, help="default: the preset's (50,000; benchmark 2,000,000)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--preset", default="default", help="named settings: default (the Table-1 world), benchmark (the same "
                     "world at the leaderboard's size), learnable (0.2's world: shared catalogs of 16), sparse (the first "

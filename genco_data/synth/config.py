@@ -180,7 +180,7 @@ class SynthConfig:
 _OPTIONAL_INTS = ("n_ads", "n_users", "n_queries", "catalog_size")
 CATALOGS = ("zipf", "uniform", "per_slot")
 #: (train, test) rows of PRESETS["benchmark"].
-BENCHMARK_ROWS = (2_000_000, 1_000_000)
+BENCHMARK_ROWS = (2_000_000, 2_000_000)
 #: Fewest ads of a calibration-"ads" world (below MIN_ADS · rows_per_ad_day · train_days train rows, ads get more rows).
 MIN_ADS = 16
 
