@@ -90,7 +90,7 @@ def anchor(world, cat, cfg, rows: int) -> dict:
     el = [
         dict(id=a[f"elem{j}_id"].tolist(), q=a[f"elem{j}_quality"].tolist(), s=a[f"elem{j}_style"].tolist(),
              prod=a[f"elem{j}_prod"].tolist(), birth=cat.birth[j].tolist(), death=cat.death[j].tolist(),
-             start=cat.pool_start[j].tolist(), length=cat.pool_len[j].tolist())
+             start=cat.pool_start[j].tolist(), length=cat.pool_len[j].tolist(), elem=cat.slot_elem[j].tolist())
         for j in range(len(COMPONENTS))
     ]
     rho = world.params["user_ad_scale"] / 2.0
@@ -113,7 +113,8 @@ def anchor(world, cat, cfg, rows: int) -> dict:
         shown = [None] * len(COMPONENTS)
         for j, comp in enumerate(COMPONENTS):
             e = el[j]
-            pool = [k for k in range(e["start"][ad], e["start"][ad] + e["length"][ad]) if e["birth"][k] <= day < e["death"][k]]
+            # slots alive today, then the catalog element each shows
+            pool = [e["elem"][k] for k in range(e["start"][ad], e["start"][ad] + e["length"][ad]) if e["birth"][k] <= day < e["death"][k]]
             row[f"{comp}_candidates"] = [e["id"][k] for k in pool]
             if not pool:
                 row[f"{comp}_exposed"] = row[f"{comp}_propensity"] = None

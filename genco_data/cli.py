@@ -67,7 +67,8 @@ def _date(s: str) -> dt.date:
 def _synth(args):
     from genco_data.synth import SynthConfig, simulate
 
-    cfg = SynthConfig.with_settings(args.set, args.preset, train_rows=args.train_rows, test_rows=args.test_rows, seed=args.seed)
+    sizes = {k: v for k, v in (("train_rows", args.train_rows), ("test_rows", args.test_rows)) if v is not None}
+    cfg = SynthConfig.with_settings(args.set, args.preset, seed=args.seed, **sizes)
     summary = simulate(cfg, Path(args.out), progress=_progress(args))
     _emit(args, summary, f"wrote {summary['train_rows']:,} train + {summary['test_rows']:,} test rows to {args.out}")
 
@@ -259,13 +260,14 @@ def build_parser(verb_hint: str | None = None) -> argparse.ArgumentParser:
 
     sp = verb("synth", "simulate raw logs (production-logged train days, uniform-logged test days) + the ground-truth world")
     sp.add_argument("--out", required=True, help="folder for raw Parquet shards and world/")
-    sp.add_argument("--train-rows", type=int, default=200_000)
-    sp.add_argument("--test-rows", type=int, default=50_000)
+    sp.add_argument("--train-rows", type=int, default=None, help="default: the preset's (200,000; benchmark 2,000,000)")
+    sp.add_argument("--test-rows", type=int, default=None, help="default: the preset's (50,000; benchmark 2,000,000)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--preset", default="default", help="named settings: default (shared element catalogs), or sparse "
-                    "(an element per pool slot: the first release's world, the paper's exposure regime)")
+    sp.add_argument("--preset", default="default", help="named settings: default (the Table-1 world), benchmark (the same "
+                    "world at the leaderboard's size), learnable (0.2's world: shared catalogs of 16), sparse (the first "
+                    "release's world: an element per pool slot)")
     sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="any other SynthConfig field, e.g. --set catalog_size=16 --set catalog_scope=global (repeatable)")
+                    help="any other SynthConfig field, e.g. --set zipf_exponent=1.1 --set quality_scale=0.1 (repeatable)")
 
     sp = verb("build", "validate raw Parquet/JSONL/CSV and write a release folder")
     sp.add_argument("sources", nargs="+", help="raw files or folders (Parquet, JSONL, CSV); a world/ inside is carried over")

@@ -10,19 +10,40 @@ an ad and a user by share; with probability ``query_rate`` it carries a query of
 segments (10 % have none). Logged ``user_age`` / ``user_gender`` are null for 3 % / 5 % of users (the world
 still knows them).
 
-Pools (Table 1). Each ad gets, per component ``j``, a point ``v`` uniform *in traffic* (ads in random order
-tile [0, 1) with intervals as long as their traffic share): it has a pool iff ``v < coverage_j``, of
-``k = F⁻¹(v / coverage_j)`` slots, ``F`` the law of ``1 + NegBin(mean avg_j - 1, dispersion r_j)`` truncated at
-:data:`MAX_POOL`. Row-weighted coverage and mean pool length (what ``genco stats`` measures over train rows)
-therefore land on the paper's figures up to one ad's share, not wandering with the most popular ads.
-Pools over ``PAD_TO = 15`` occur for ~1–2 % of the title / highlight / structure_attribute rows.
-Which element a slot shows: its own (``catalog_size`` None, the ``sparse`` preset), or a draw without replacement
-from a catalog shared by the ads of its category (``catalog_scope="category"``) or by all ads (``"global"``, the default),
-of ``max(catalog_size, longest slot list)`` elements (:func:`_assign_catalog`).
-Over the ``train_days + test_days`` window each slot but the first is, with probability ``churn``,
-*replaced*: its element retires on day ``t1`` and a new one is added on day ``t2`` (``t2 = t1`` for half of
-them, else independent; ``t ~ U{1..days-1}``), so the expected pool length is ``k`` on every day while pools
-change (elements added mid-window are appended at the pool's end; gaps and overlaps move its length).
+Pools. Per component ``j`` an ad has a pool iff its point ``v < coverage_j``, of ``k = F⁻¹(v / coverage_j)`` slots, ``F``
+the law of ``1 + NegBin(mean avg_j - 1, dispersion r_j)`` truncated at :data:`MAX_POOL` (pools over ``PAD_TO = 15``
+occur for ~1–2 % of the title / highlight / structure_attribute rows). In the Table-1 world (``calibration="ads"``)
+``v`` is stratified over *ads* (``v_a = (π(a) + U_a) / A``, ``π`` a random permutation), so the share of ads with the
+component and their mean pool length land on Table 1 up to one ad; in the earlier worlds (``"rows"``) ``v`` is uniform
+*in traffic* (ads in random order tile [0, 1) with intervals as long as their traffic share), so the row-weighted
+figures do. Over the ``train_days + test_days`` window each slot but the first is, with probability
+``churn · CHURN_SCALE[j]``, *replaced*: its element retires on day ``t1`` and a new one is added on day ``t2``
+(``t2 = t1`` for half of them, else independent; ``t ~ U{1..days-1}``), so the expected pool length is ``k`` on
+every day while pools change. Which element a slot shows: :mod:`genco_data.synth.elements` (Zipf catalogs per
+category — one for all categories for :data:`SHARED_ACROSS_CATEGORIES` — sized so that ids per ad hit Table 1; or
+the earlier worlds' uniform catalogs / an element per slot).
+
+Table 1 at once (the default world; targets and the independent check: :mod:`genco_data.synth.table1`). Write ``T``
+for the train days, ``A`` for the ads, ``R̄ = rows / (A·T)`` (``rows_per_ad_day``), and per component ``r_j`` ids per
+ad, ``ρ_j`` the share of train rows whose pool is non-empty and ``e_j`` the exposures per candidate per day
+(per (id, day) pair). Each such row exposes one element, so
+
+.. math::
+
+    e_j = \frac{\text{rows}\,ρ_j}{\sum_d D_j(d)} = \frac{R̄\,ρ_j}{r_j}\,τ_j, \qquad
+    τ_j = \frac{N_j\,T}{\sum_d D_j(d)} \ge 1
+
+with ``N_j = r_j A`` the window's distinct ids and ``D_j(d)`` those in a pool on day ``d``: ``1/τ_j`` is the mean share
+of days an id is in some shown pool (less than 1 because an id's ads are not shown every day and churned slots live
+part of the window). If traffic ignored the pools (``ρ_j = coverage_j``), the paper's figures would need
+``R̄ τ_j = e_j r_j / coverage_j`` = 4.8, 4.6, 4.0, 5.4, **1.4**, 4.3 for title … structure_attribute — one ``R̄`` cannot
+give all six, since ``τ ≥ 1`` and attribute asks for ~3× less than the others. The choice made here: ads with an
+attribute pool get ``attribute_traffic`` (0.1) times the traffic of the others, so the attribute covers 58.3 % of the
+ads but only ~12 % of the rows, and the others keep ``ρ_j = coverage_j``. Measured ``τ_j`` ≈ 1.4–1.6 (attribute ≈ 2.2:
+its ads are shown rarely) then fit ``R̄ = 3.1`` rows per ad and day (~100 train rows per ad); ``CHURN_SCALE`` trims
+marketing, highlight and structure_attribute. Ids per ad are exact by construction (the catalog sizes are solved
+for them); the exposures hold within ±20 % from 40 k to 3 M train rows (they drift up slowly with size: Zipf heads
+grow with the catalogs), coverage within 0.5 points, average candidates within 3 %.
 """
 from __future__ import annotations
 
@@ -42,6 +63,8 @@ from genco_data.synth.draw import (
     id_salt,
     sample_world,
 )
+from genco_data.synth.elements import assign_uniform, assign_zipf, solve_catalog_size
+from genco_data.synth.table1 import PAPER_IDS_PER_AD
 from genco_data.synth.world import CATEGORIES, World
 
 CATEGORY_SHARE: tuple[float, ...] = (0.12, 0.08, 0.06, 0.22, 0.10, 0.16, 0.14, 0.12)
@@ -59,7 +82,20 @@ AGE_SHARE = (0.05, 0.20, 0.30, 0.20, 0.12, 0.08, 0.05)
 AGE_NULL_RATE = 0.03
 GENDER_NULL_RATE = 0.05
 SEGMENT_COUNT_SHARE = (0.10, 0.30, 0.30, 0.20, 0.10)  # P(0..4 segments)
-_ASSIGN_CHUNK = 16_384  # ads per block when drawing catalog elements for pool slots
+#: Relative churn of each component in the Table-1 world (× ``SynthConfig.churn``; the earlier worlds churn every
+#: component alike): marketing lines follow promotions, structured attributes hardly change.
+CHURN_SCALE: dict[str, float] = {
+    "title": 1.0,
+    "image": 1.0,
+    "marketing": 2.5,
+    "highlight": 1.3,
+    "attribute": 1.0,
+    "structure_attribute": 0.3,
+}
+ATTRIBUTE = COMPONENTS.index("attribute")
+#: Components whose Zipf catalog is shared by all categories (marketing lines — "free shipping", "limited offer" — are
+#: not about the product); the others have one catalog per category (``catalog_scope="category"``).
+SHARED_ACROSS_CATEGORIES = frozenset({"marketing"})
 
 
 @dataclass
@@ -93,22 +129,34 @@ def build(cfg: SynthConfig) -> tuple[World, Catalog]:
     pool_start, pool_len, birth, death, slot_elem, n_elements = [], [], [], [], [], []
     # which ads share a catalog: those of a category, or all of them
     catalog_of_ad, n_catalogs = (ad_category, C) if cfg.catalog_scope == "category" else (np.zeros_like(ad_category), 1)
-    for comp in COMPONENTS:
-        # one traffic-uniform point per ad decides both: present iff v < coverage, then the length is the
-        # quantile v / coverage, so the row-weighted coverage and mean length land on Table 1
-        cover = PAPER_COVERAGE[comp]
-        v = _traffic_uniform(rng, ad_pop)
-        has = v < cover
-        k = _pool_length_ppf(PAPER_AVG_CANDIDATES[comp], POOL_DISPERSION[comp], np.minimum(v / cover, 1.0))
-        k[~has] = 0
-        s, n, b, d = _pools_over_days(rng, k, D, cfg.churn)
-        e, size = _assign_catalog(rng, catalog_of_ad, n, n_catalogs, cfg.catalog_size)
+
+    def pools(j: int, comp: str, k: np.ndarray) -> None:
+        s, n, b, d = _pools_over_days(rng, k, D, min(1.0, cfg.churn * (CHURN_SCALE[comp] if cfg.calibration == "ads" else 1.0)))
+        if cfg.catalog == "zipf":
+            generic = comp in SHARED_ACROSS_CATEGORIES
+            groups, n_groups = (np.zeros_like(ad_category), 1) if generic else (catalog_of_ad, n_catalogs)
+            e, size = _assign_zipf(rng, cfg, comp, groups, n_groups, ad_pop, n, b, d)
+        else:
+            e, size = assign_uniform(rng, catalog_of_ad, n, n_catalogs, cfg.catalog_size if cfg.catalog == "uniform" else None)
         slot_elem.append(e)
         n_elements.append(size)
         pool_start.append(s)
         pool_len.append(n)
         birth.append(b)
         death.append(d)
+
+    if cfg.calibration == "rows":  # the earlier worlds (sparse, learnable), in their random stream order
+        for j, comp in enumerate(COMPONENTS):
+            # one traffic-uniform point per ad decides both: present iff v < coverage, then the length is the
+            # quantile v / coverage, so the row-weighted coverage and mean length land on Table 1
+            pools(j, comp, _pool_lengths(comp, _traffic_uniform(rng, ad_pop)))
+    else:
+        # per ad: a stratified point decides presence and length, so the share of *ads* with the component and
+        # their mean pool length land on Table 1 up to one ad; then ads with an attribute get less traffic
+        lengths = [_pool_lengths(comp, (rng.permutation(A) + rng.random(A)) / A) for comp in COMPONENTS]
+        ad_pop = np.where(lengths[ATTRIBUTE] > 0, ad_pop * cfg.attribute_traffic, ad_pop)
+        for j, comp in enumerate(COMPONENTS):
+            pools(j, comp, lengths[j])
     user_pop = rng.lognormal(0.0, cfg.popularity_sigma, U)
     user_age = rng.choice(AGE_BUCKETS, size=U, p=AGE_SHARE)
     user_gender = rng.integers(0, GENDERS, U)
@@ -152,6 +200,37 @@ def build(cfg: SynthConfig) -> tuple[World, Catalog]:
         slot_elem=slot_elem,
     )
     return world, catalog
+
+
+def _pool_lengths(comp: str, v: np.ndarray) -> np.ndarray:
+    """Pool length per ad from its point ``v`` in [0, 1): 0 iff ``v >= coverage``, else the quantile ``v / coverage``."""
+    cover = PAPER_COVERAGE[comp]
+    k = _pool_length_ppf(PAPER_AVG_CANDIDATES[comp], POOL_DISPERSION[comp], np.minimum(v / cover, 1.0))
+    k[v >= cover] = 0
+    return k
+
+
+def _assign_zipf(rng: np.random.Generator, cfg: SynthConfig, comp: str, group_of_ad: np.ndarray, n_groups: int,
+                 ad_pop: np.ndarray, length: np.ndarray, birth: np.ndarray, death: np.ndarray) -> tuple[np.ndarray, int]:
+    """Zipf catalogs sized so that the expected distinct ids seen in train is ``PAPER_IDS_PER_AD[comp]`` × the ads
+    expected in train (per catalog; :mod:`genco_data.synth.elements`)."""
+    T = cfg.train_days
+    slot_ad = np.repeat(np.arange(len(length)), length)
+    if cfg.train_rows:
+        lam = cfg.train_rows / T * ad_pop / ad_pop.sum()  # expected train rows per day of each ad
+        live = np.clip(np.minimum(death, T) - birth, 0, None).astype(np.float64)  # train days a slot lives
+        seen = -np.expm1(-lam[slot_ad] * live)
+        ads_seen = -np.expm1(-lam * T)
+    else:
+        seen, ads_seen = np.ones(len(slot_ad)), np.ones(len(length))
+    slot_group = group_of_ad[slot_ad]
+    draws = np.bincount(slot_group, weights=seen, minlength=n_groups)
+    target = PAPER_IDS_PER_AD[comp] * np.bincount(group_of_ad, weights=ads_seen, minlength=n_groups)
+    longest = np.zeros(n_groups, dtype=np.int64)
+    np.maximum.at(longest, group_of_ad, length)
+    sizes = np.array([solve_catalog_size(t, d, cfg.zipf_exponent, int(m)) if m else 0
+                      for t, d, m in zip(target.tolist(), draws.tolist(), longest.tolist())], dtype=np.int64)
+    return assign_zipf(rng, slot_group, slot_ad, sizes, cfg.zipf_exponent)
 
 
 def _guide(cum: np.ndarray, bins: int, hi: float) -> np.ndarray:
@@ -225,36 +304,6 @@ def _pools_over_days(rng: np.random.Generator, k: np.ndarray, days: int, churn: 
     length = np.bincount(ad, minlength=A).astype(np.int64)
     start = np.cumsum(length) - length
     return start, length, b[order].astype(np.int16), d[order].astype(np.int16)
-
-
-def _assign_catalog(rng: np.random.Generator, ad_category: np.ndarray, length: np.ndarray, n_categories: int, size: int | None) -> tuple[np.ndarray, int]:
-    """The catalog element each pool slot shows: (slot_elem int64 [Σ length], catalog size).
-
-    ``size`` None: every slot has an element of its own (the catalog is the slots). Otherwise category
-    ``c`` owns ``K_c = max(size, longest slot list of its ads)`` elements (consecutive indices, categories in
-    order) and each ad's slots are a uniform draw *without replacement* from its category's elements, so
-    an element recurs across the ads of its category but never twice in one pool."""
-    total = int(length.sum())
-    if size is None:
-        return np.arange(total, dtype=np.int64), total
-    longest = np.zeros(n_categories, dtype=np.int64)
-    np.maximum.at(longest, ad_category, length)
-    k = np.maximum(longest, size)
-    first = np.cumsum(k) - k
-    out = np.empty(total, dtype=np.int64)
-    k_ad = k.take(ad_category)
-    width = int(k.max())
-    at = 0
-    for lo in range(0, len(length), _ASSIGN_CHUNK):  # bounded memory: chunk × width keys
-        hi = min(len(length), lo + _ASSIGN_CHUNK)
-        keys = rng.random((hi - lo, width))
-        keys[np.arange(width)[None, :] >= k_ad[lo:hi, None]] = 2.0  # beyond the category's catalog
-        perm = np.argsort(keys, axis=1, kind="stable")
-        take = np.arange(width)[None, :] < length[lo:hi, None]
-        picked = (perm + first.take(ad_category[lo:hi])[:, None])[take]
-        out[at : at + len(picked)] = picked
-        at += len(picked)
-    return out, int(k.sum())
 
 
 __all__ = [

@@ -96,7 +96,8 @@ def simulate(cfg: SynthConfig, out: Path, progress: bool = True) -> dict[str, An
     (only its own files: ``raw/part-*.parquet`` and ``world/``'s two files); ``world/world.json`` is
     written last, so a folder without it is an interrupted run. Returns a summary: ``train_rows``,
     ``test_rows``, ``test_start_day`` (ISO), ``seed``, ``out``, realized CTRs, the intercept ``base`` and
-    the Table-1 statistics of the train rows (coverage, average candidates, share of pools over 15).
+    per-row statistics of the train rows (share of rows with the component, mean pool length over them, share of
+    pools over 15; the per-ad Table 1 is :func:`genco_data.synth.table1.table1` of the parts).
     """
     if not isinstance(cfg, SynthConfig):
         raise TypeError(f"simulate: expected a SynthConfig, got {type(cfg).__name__}")
@@ -140,10 +141,10 @@ def simulate(cfg: SynthConfig, out: Path, progress: bool = True) -> dict[str, An
                     candidates += rows.n.sum(0)
                     over_pad += (rows.n > PAD_TO).sum(0)
             if pending is not None:
-                pending.result()
-            pending = writer.submit(_write_part, pa.concat_tables(tables), raw / f"part-{b:05d}.parquet", bar, e - s)
+                bar.update(pending.result())
+            pending = writer.submit(_write_part, pa.concat_tables(tables), raw / f"part-{b:05d}.parquet", e - s)
         if pending is not None:
-            pending.result()
+            bar.update(pending.result())
     finally:
         writer.shutdown(wait=True)
         bar.close()
@@ -180,9 +181,10 @@ def _day_slices(start: int, stop: int, total: int, days: int) -> list[tuple[int,
     return out
 
 
-def _write_part(table: pa.Table, path: Path, bar: Any, rows: int) -> None:
+def _write_part(table: pa.Table, path: Path, rows: int) -> int:
+    """Write one part (in the writer thread); returns its rows for the main thread's progress bar."""
     pq.write_table(table, path, compression="zstd")
-    bar.update(rows)
+    return rows
 
 
 def _clear_previous(out: Path) -> None:
@@ -198,7 +200,9 @@ def _clear_previous(out: Path) -> None:
 def _progress(total: int, on: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="rows", unit_scale=True, desc="genco synth", disable=not on)
+    # Only the main thread touches the bar (a bar updated from the writer thread and closed by the main one could be
+    # drawn twice), and a finished bar is cleared (leave=False, as the build's): the summary line replaces it.
+    return tqdm(total=total, unit="rows", unit_scale=True, desc="genco synth", disable=not on, leave=False, dynamic_ncols=True)
 
 
 __all__ = [
