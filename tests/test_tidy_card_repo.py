@@ -1,6 +1,6 @@
 """``genco card --repo`` checks the Hub id with the grammar ``genco publish`` uses
-(:func:`genco_data.format.records.is_repo_id`, the rule of :func:`~genco_data.format.records.check_repo_id`):
-a bad id is refused in one line and nothing is written."""
+(:func:`genco_data.format.records.check_repo_id`, with publish's message): a bad id is refused in one line and
+nothing is written."""
 from __future__ import annotations
 
 import datetime as dt
@@ -52,7 +52,7 @@ def test_card_repo_refuses_what_publish_refuses_in_one_line(release, capsys, rep
     before = _snapshot(release)
     assert main(["card", str(release), "--repo", repo, "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("genco card: error: repo id must be ORG/NAME") and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("genco card: error: repo must be ORG/NAME") and "Traceback" not in err
     assert repr(repo) in err  # the value given, escaped: a newline in it cannot break the line
     assert _snapshot(release) == before  # nothing written
 
@@ -68,5 +68,5 @@ def test_card_repo_accepts_a_hub_id_and_names_it(release, capsys):
 
 @pytest.mark.parametrize("repo", BAD_REPOS.values(), ids=BAD_REPOS.keys())
 def test_card_options_refuse_a_bad_repo_id(repo):
-    with pytest.raises(InvalidInputError, match=r"^repo id must be ORG/NAME .*, got "):
+    with pytest.raises(InvalidInputError, match=r"^repo must be ORG/NAME .*, got "):
         CardOptions(repo_id=repo)

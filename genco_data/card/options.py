@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genco_data.errors import InvalidInputError
-from genco_data.format.records import REPO_ID_MAX, is_repo_id
+from genco_data.format.records import check_repo_id
 from genco_data.release import FIGURES_DIR
 
 _HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/%+#?=&-]*)?$", re.ASCII)
@@ -28,11 +28,13 @@ class CardOptions:
     code_url: str | None = None  # the code repository the card links; None: the package's Repository project URL
 
     def __post_init__(self) -> None:
-        # The Hub id grammar `genco publish --repo` checks (format.records.is_repo_id, whole match, ASCII), so a
-        # card never names a repo that publish would refuse.
-        if self.repo_id is not None and not is_repo_id(self.repo_id):
-            raise InvalidInputError(f"repo id must be ORG/NAME (ASCII letters, digits, '.', '_', '-'; no '--' or '..'; "
-                                    f"at most {REPO_ID_MAX} characters), got {self.repo_id!r}")
+        # The Hub id grammar and message of `genco publish --repo` (format.records.check_repo_id: whole match,
+        # ASCII), so a card never names a repo that publish would refuse.
+        if self.repo_id is not None:
+            try:
+                check_repo_id(self.repo_id)
+            except ValueError as exc:
+                raise InvalidInputError(str(exc)) from None
         if self.changelog is not None:
             object.__setattr__(self, "changelog", Path(self.changelog))
         if self.license is not None and not re.match(r"^[a-z0-9][a-z0-9.+-]*$", self.license):
