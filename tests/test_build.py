@@ -539,15 +539,20 @@ def test_cli_unhappy_paths_exit_2_with_one_line(tmp_path, synth_src, table, caps
 
 # ------------------------------------------------------------------------------------- the simulator
 def test_build_from_the_simulator(tmp_path):
-    synth = pytest.importorskip("genco_data.synth")
-    try:
-        summary = synth.simulate(synth.SynthConfig(train_rows=4000, test_rows=1000, seed=3), tmp_path / "sim", progress=False)
-    except TypeError as exc:  # the simulator's config grew required fields
-        pytest.skip(f"simulator API changed: {exc}")
+    """``genco synth``'s output (raw/ parts + world/) builds as is: every simulated row lands in its split,
+    the manifest records the simulator's test start day and seed, and the world travels byte for byte."""
+    from genco_data.synth import SynthConfig, simulate
+
+    summary = simulate(SynthConfig(train_rows=4000, test_rows=1000, seed=3), tmp_path / "sim", progress=False)
     r = _build([tmp_path / "sim"], tmp_path / "rel", rows_per_shard=100_000, row_group_rows=10_000)
     assert r.synthetic and r.ordering == "stream" and r.rows_rejected == 0
-    assert r.splits["impressions"] == {"train": summary["train_rows"], "test": summary["test_rows"]}
+    assert r.splits["impressions"] == {"train": summary["train_rows"], "test": summary["test_rows"]} == {"train": 4000, "test": 1000}
     m = Release.open(tmp_path / "rel").manifest
     assert m.test_start_day.isoformat() == summary["test_start_day"] and m.source.seed == 3
-    assert (tmp_path / "rel" / "world" / "world.json").is_file()
+    raw = pa.concat_tables([pq.read_table(f) for f in sorted((tmp_path / "sim" / "raw").glob("part-*.parquet"))])
+    built = pa.concat_tables([_read(tmp_path / "rel", split="train"), _read(tmp_path / "rel", split="test")])
+    assert sorted(built["impression_id"].to_pylist()) == sorted(raw["impression_id"].to_pylist())
+    assert pc.sum(built["click"]).as_py() == pc.sum(raw["click"]).as_py()
+    for name in ("world.json", "world.npz"):
+        assert (tmp_path / "rel" / "world" / name).read_bytes() == (tmp_path / "sim" / "world" / name).read_bytes()
     verify_release(tmp_path / "rel")

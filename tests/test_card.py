@@ -327,7 +327,7 @@ def test_cli_card_with_options(synthetic, tmp_path, capsys):
     [
         (["card"], "a RELEASE folder is required"),
         (["card", "--default", "{rel}"], "give no RELEASE"),
-        (["card", "{rel}", "--repo", "bad"], "repo id must be ORG/NAME"),
+        (["card", "{rel}", "--repo", "bad"], "repo must be ORG/NAME"),
         (["card", "{rel}", "--changelog", "{tmp}/missing.md"], "no such file"),
         (["card", "{tmp}"], "not a release folder"),
     ],

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from pydantic import ValidationError
 
 from factories import START, make_impressions, set_cells
 from genco_data.format.arrow import impressions_schema
@@ -238,8 +239,11 @@ def test_agrees_with_the_pydantic_row_model(table):
             continue  # cross-row / context rules, and float32/int8 rounding the model does not know
         row = table.slice(i, 1).to_pylist()[0]
         row[column] = value
-        with pytest.raises(Exception):
+        with pytest.raises(ValidationError) as info:
             ImpressionRow.model_validate(row)
+        # the model names the same field: as the error's location, or (row-level rules) first in its message
+        assert any(str(e["loc"][0]) == column if e["loc"] else e["msg"].startswith(f"Value error, {column}:")
+                   for e in info.value.errors()), (column, value, info.value.errors())
 
 
 # ------------------------------------------------------------------------------------------- file level

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genco_data.errors import BuildError, InvalidInputError
+from genco_data.format.records import check_semver
 from genco_data.release import MANIFEST_NAME, WORLD_DIR
 
 #: Input suffix -> reader.
@@ -49,7 +50,6 @@ MAX_SHARD_ROWS = 1_000_000
 #: CSV; the builder streams, so this bounds disk and time, not memory. Split bigger exports into parts.
 MAX_FILE_BYTES = 64 << 30
 WORLD_JSON = "world.json"
-_SEMVER_HELP = "semver X.Y.Z, e.g. 1.0.0"
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -79,16 +79,16 @@ class BuildConfig:
     spill_compression: Literal["none", "lz4", "zstd"] = "none"  # the temporary spill: disk (~350 B/row raw) vs CPU
 
     def __post_init__(self) -> None:
-        import re
-
         if isinstance(self.sources, (str, Path)):
             raise TypeError("sources must be a list of paths, got a single path")
         self.sources = [Path(s) for s in self.sources]
         if not self.sources:
             raise InvalidInputError("no sources given")
         self.out = Path(self.out)
-        if not isinstance(self.version, str) or not re.match(r"^\d+\.\d+\.\d+$", self.version):
-            raise InvalidInputError(f"version must be {_SEMVER_HELP}, got {self.version!r}")
+        try:  # the manifest's grammar (ASCII digits, no leading zeros, matched whole), checked before any work
+            check_semver(self.version, "version")
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
         if isinstance(self.test_start_day, str):
             try:
                 self.test_start_day = _dt.date.fromisoformat(self.test_start_day)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genco_data.errors import InvalidInputError
+from genco_data.format.records import check_repo_id
 from genco_data.release import FIGURES_DIR
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/%+#?=&-]*)?$", re.ASCII)
 
 
@@ -28,8 +28,13 @@ class CardOptions:
     code_url: str | None = None  # the code repository the card links; None: the package's Repository project URL
 
     def __post_init__(self) -> None:
-        if self.repo_id is not None and not _REPO_ID.match(self.repo_id):
-            raise InvalidInputError(f"repo id must be ORG/NAME, got {self.repo_id!r}")
+        # The Hub id grammar and message of `genco publish --repo` (format.records.check_repo_id: whole match,
+        # ASCII), so a card never names a repo that publish would refuse.
+        if self.repo_id is not None:
+            try:
+                check_repo_id(self.repo_id)
+            except ValueError as exc:
+                raise InvalidInputError(str(exc)) from None
         if self.changelog is not None:
             object.__setattr__(self, "changelog", Path(self.changelog))
         if self.license is not None and not re.match(r"^[a-z0-9][a-z0-9.+-]*$", self.license):
