@@ -250,7 +250,10 @@ def _rules_section(rules: str | None) -> str:
                "<li>Lifts are calibrated sCTR over the uniform test log's CTR, in %. On synthetic releases methods are "
                "ranked by the headroom captured (true CTR from the planted ground truth), otherwise by the mean of the "
                "six per-component lifts. The combination-level lift weighs each matched row by the product of its pool "
-               "sizes: few rows carry it, so its spread is large.</li></ul>")
+               "sizes: few rows carry it, so its spread is large.</li>"
+               "<li>Participants get the logs; the maintainer keeps the ground truth (<code>world/</code>) and scores "
+               "entries with <code>genco leaderboard verify --world</code>; make your own worlds for development with "
+               "<code>genco synth --seed N</code>.</li></ul>")
     full = f'<details><summary>Full rules ({RULES})</summary><pre class="rules">{_e(rules)}</pre></details>' if rules else ""
     return "<h2>Rules</h2>\n" + summary + full
 
