@@ -113,6 +113,9 @@ def pad_lists(offsets, values, salt, k, out, mask):  # type: ignore[no-untyped-d
 
 
 _C, _P = N_COMPONENTS, PAD_TO  # compile-time constants: the fixed-length slot loops unroll / vectorize
+#: Row k (flat, k * P + slot) = the mask / original-index pattern of a pool with k kept candidates.
+_MASK_BY_KEPT = (np.arange(_P + 1)[:, None] > np.arange(_P)).reshape(-1)
+_ORIG_BY_KEPT = np.where(_MASK_BY_KEPT.reshape(_P + 1, _P), np.arange(_P), -1).astype(np.int16).reshape(-1)
 
 
 @_jit
@@ -137,6 +140,7 @@ def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit
     (0, 1] where ``n > 0`` (null = NaN fails). Rows past a bad one are still written (the caller raises).
     """
     B = len(exposed) // _C
+    mask_by_kept, orig_by_kept = _MASK_BY_KEPT, _ORIG_BY_KEPT
     for b in range(B):
         for ci in range(_C):
             vals = values[ci]
@@ -162,15 +166,14 @@ def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit
                 prop[r] = np.float32(0.0)
             kept = min(n, _P)
             base = r * _P
+            pat = kept * _P
+            for s in range(_P):  # fixed-length copies from the pattern tables: unrolled, no branch per slot
+                mask[base + s] = mask_by_kept[pat + s]
+                orig[base + s] = orig_by_kept[pat + s]
+                cand[base + s] = _PAD
             small = k < np.uint64(1 << 32)
             for s in range(kept):
                 cand[base + s] = _bucket(vals[start + s], salt, k, small)
-                mask[base + s] = True
-                orig[base + s] = s
-            for s in range(kept, _P):
-                cand[base + s] = _PAD
-                mask[base + s] = False
-                orig[base + s] = -1
             if n > _P and _P <= e < n:  # never drop the shown element: it takes the last slot
                 cand[base + _P - 1] = _bucket(vals[start + e], salt, k, small)
                 orig[base + _P - 1] = e
