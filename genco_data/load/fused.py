@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from genco_data.errors import InvalidInputError
-from genco_data.format.components import COMPONENTS, candidates_col, exposed_col, propensity_col
+from genco_data.format.components import COMPONENTS, PAD_TO, candidates_col, exposed_col, propensity_col
 from genco_data.load import kernels
 from genco_data.load.columns import (
     _INT_FIELDS,
@@ -31,7 +31,7 @@ from genco_data.load.columns import (
 #: Tables that must be hashed (with the current hash) for the fused path to run.
 FUSED_NAMES: tuple[str, ...] = (*COMPONENTS, "query_segments")
 #: The block fields pad_pools writes, in its argument order.
-_POOL_FIELDS = ("candidates", "mask", "original_index", "exposed", "n_candidates", "propensity")
+_POOL_FIELDS = ("candidates", "original_index", "exposed", "n_candidates", "propensity")
 #: Value dtypes the kernels are compiled for (others are cast to one of these first).
 _KERNEL_DTYPES = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
                                          np.uint64, np.float32, np.float64)}
@@ -127,6 +127,9 @@ def pad_block_fused(
     pv, pb, p0 = _stacked([_as_array(table.column(propensity_col(c))) for c in COMPONENTS], np.float32)
     salts = np.array([tables[c][1] for c in COMPONENTS], np.uint64)
     ks = np.array([tables[c][2] for c in COMPONENTS], np.uint64)
+    kept = np.minimum(np.diff(offsets, axis=1).T, PAD_TO)  # [B, C]
+    out["mask"] = np.take(kernels.MASK_BY_KEPT, kept, axis=0)
+    out["original_index"] = np.take(kernels.ORIG_BY_KEPT, kept, axis=0)
     bad_e, bad_p = np.full(C, -1, np.int64), np.full(C, -1, np.int64)
     kernels.pad_pools(offsets, tuple(values), ev, eb, e0, pv, pb, p0, salts, ks,
                       *(out[f].reshape(-1) for f in _POOL_FIELDS), bad_e, bad_p)

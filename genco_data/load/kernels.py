@@ -113,24 +113,25 @@ def pad_lists(offsets, values, salt, k, out, mask):  # type: ignore[no-untyped-d
 
 
 _C, _P = N_COMPONENTS, PAD_TO  # compile-time constants: the fixed-length slot loops unroll / vectorize
-#: Row k (flat, k * P + slot) = the mask / original-index pattern of a pool with k kept candidates.
-_MASK_BY_KEPT = (np.arange(_P + 1)[:, None] > np.arange(_P)).reshape(-1)
-_ORIG_BY_KEPT = np.where(_MASK_BY_KEPT.reshape(_P + 1, _P), np.arange(_P), -1).astype(np.int16).reshape(-1)
+#: Row k = the mask / original-index pattern [P] of a pool with k kept candidates (before the fix-up).
+MASK_BY_KEPT = np.arange(_P + 1)[:, None] > np.arange(_P)
+ORIG_BY_KEPT = np.where(MASK_BY_KEPT, np.arange(_P), -1).astype(np.int16)
 
 
 @_jit
 def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit0, salts, ks,
-              cand, mask, orig, exposed, n_cand, prop, bad_e, bad_p):  # type: ignore[no-untyped-def]
+              cand, orig, exposed, n_cand, prop, bad_e, bad_p):  # type: ignore[no-untyped-def]
     """All ``C`` components of a block: pools -> slots (the truncation rule of padding.py), checks, fix-up.
 
     Inputs, component ``c`` in row ``c`` of each 2-d array: pool ``offsets`` int64 [C, B+1] into ``values[c]``
     (a tuple of C int64 arrays, the Arrow buffers), the shown index ``e_values`` [C, B] (any int dtype) with its
     validity bitmaps ``e_bits`` uint8 [C, nbytes] (all ones = no nulls) from bit ``e_bit0[c]``, the propensity
     ``p_values`` float32 [C, B] with ``p_bits`` / ``p_bit0``, the table's ``salts[c]`` and ``ks[c]`` (uint64).
-    Writes flat C-order views of ``cand`` int64 [B, C, P], ``mask`` bool, ``orig`` int16 (slot -> original index,
-    -1 in padding), ``exposed`` int64 [B, C] (slot of the shown element, -1 when absent), ``n_cand`` int64 (pool
-    size), ``prop`` float32 (0 when absent). A pool of n > P keeps slots 0..P-1, or 0..P-2 then the shown
-    element e >= P in slot P-1.
+    Writes flat C-order views of ``cand`` int64 [B, C, P], ``exposed`` int64 [B, C] (slot of the shown element,
+    -1 when absent), ``n_cand`` int64 (pool size), ``prop`` float32 (0 when absent), and the fix-up slot of
+    ``orig`` int16 [B, C, P] (which the caller filled from :data:`ORIG_BY_KEPT`, as ``mask`` from
+    :data:`MASK_BY_KEPT`: one vectorized row gather each, measured cheaper than per-slot byte stores here). A
+    pool of n > P keeps slots 0..P-1, or 0..P-2 then the shown element e >= P in slot P-1.
 
     Row-major (a row's C components, then the next row): every output line is written once, in order (a
     component-major order measured ~5x slower on 16k-row blocks: each pass re-walks the whole output).
@@ -140,7 +141,6 @@ def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit
     (0, 1] where ``n > 0`` (null = NaN fails). Rows past a bad one are still written (the caller raises).
     """
     B = len(exposed) // _C
-    mask_by_kept, orig_by_kept = _MASK_BY_KEPT, _ORIG_BY_KEPT
     for b in range(B):
         for ci in range(_C):
             vals = values[ci]
@@ -166,10 +166,7 @@ def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit
                 prop[r] = np.float32(0.0)
             kept = min(n, _P)
             base = r * _P
-            pat = kept * _P
-            for s in range(_P):  # fixed-length copies from the pattern tables: unrolled, no branch per slot
-                mask[base + s] = mask_by_kept[pat + s]
-                orig[base + s] = orig_by_kept[pat + s]
+            for s in range(_P):
                 cand[base + s] = _PAD
             small = k < np.uint64(1 << 32)
             for s in range(kept):
@@ -183,12 +180,11 @@ def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit
 
 
 def empty_outputs(rows: int, segments: int) -> dict[str, np.ndarray]:
-    """Uninitialised output arrays of a block of ``rows`` rows (the kernels write every element)."""
+    """Uninitialised output arrays of a block of ``rows`` rows that the kernels write whole (mask and
+    original_index come from the pattern tables)."""
     C, P = N_COMPONENTS, PAD_TO
     return {
         "candidates": np.empty((rows, C, P), np.int64),
-        "mask": np.empty((rows, C, P), np.bool_),
-        "original_index": np.empty((rows, C, P), np.int16),
         "exposed": np.empty((rows, C), np.int64),
         "n_candidates": np.empty((rows, C), np.int64),
         "propensity": np.empty((rows, C), np.float32),
@@ -197,4 +193,4 @@ def empty_outputs(rows: int, segments: int) -> dict[str, np.ndarray]:
     }
 
 
-__all__ = ["hash_ids", "hash_column", "direct_column", "pad_lists", "pad_pools", "empty_outputs"]
+__all__ = ["MASK_BY_KEPT", "ORIG_BY_KEPT", "hash_ids", "hash_column", "direct_column", "pad_lists", "pad_pools", "empty_outputs"]
