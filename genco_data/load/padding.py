@@ -1,7 +1,10 @@
 """Arrow impressions -> padded numpy blocks: the torch-free core of the adapters (layout, truncation, checks).
 
-Everything is computed on whole Arrow columns (list offsets + flat values) with numpy; no Python
-code runs per row. :func:`genco_data.load.batch.pad_table` wraps a block into a torch ``Batch``.
+Everything is computed on whole Arrow columns (list offsets + flat values); no Python code runs per row.
+Two engines give byte-identical blocks: with hashed vocabularies (the default) the compiled one-pass kernels
+of :mod:`genco_data.load.fused` / :mod:`genco_data.load.kernels` (numba); otherwise (exact vocabularies, or
+inside ``with pad_engine("numpy")``) the numpy path below, which is also the reference that builds every
+error message. :func:`genco_data.load.batch.pad_table` wraps a block into a torch ``Batch``.
 
 Layout of a :class:`Batch` of ``B`` rows (``C = 6`` components in :data:`COMPONENTS` order,
 ``P = PAD_TO = 15`` slots, ``S = SEGMENTS_PAD_TO = 16`` query segments)::
