@@ -14,7 +14,7 @@ parts of its column(s) without copying them: list ``offsets`` int [B+1] (startin
 int64, a primitive column's ``values`` (any int/float dtype, one compiled specialization per dtype) and its
 validity ``bits`` (the Arrow bitmap as uint8, LSB first, starting at bit ``bit0``; an empty array = no nulls).
 Outputs are preallocated numpy arrays the kernels fill completely (padding included), so they can come from
-``np.empty``.
+``np.empty`` (except ``mask`` / ``original_index``, gathered from :data:`MASK_BY_KEPT` / :data:`ORIG_BY_KEPT`).
 
 **Compilation.** ``@njit(cache=True, nogil=True)``: the first call in a fresh environment compiles (~seconds);
 later processes load the machine code from numba's cache — next to this file when its folder is writable, else
