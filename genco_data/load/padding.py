@@ -1,7 +1,10 @@
 """Arrow impressions -> padded numpy blocks: the torch-free core of the adapters (layout, truncation, checks).
 
-Everything is computed on whole Arrow columns (list offsets + flat values) with numpy; no Python
-code runs per row. :func:`genco_data.load.batch.pad_table` wraps a block into a torch ``Batch``.
+Everything is computed on whole Arrow columns (list offsets + flat values); no Python code runs per row.
+Two engines give byte-identical blocks: with hashed vocabularies (the default) the compiled one-pass kernels
+of :mod:`genco_data.load.fused` / :mod:`genco_data.load.kernels` (numba); otherwise (exact vocabularies, or
+inside ``with pad_engine("numpy")``) the numpy path below, which is also the reference that builds every
+error message. :func:`genco_data.load.batch.pad_table` wraps a block into a torch ``Batch``.
 
 Layout of a :class:`Batch` of ``B`` rows (``C = 6`` components in :data:`COMPONENTS` order,
 ``P = PAD_TO = 15`` slots, ``S = SEGMENTS_PAD_TO = 16`` query segments)::
@@ -29,6 +32,7 @@ original candidate ``original_index[s]`` (see :meth:`Batch.original_choice`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -45,7 +49,17 @@ from genco_data.format.components import (
     exposed_col,
     propensity_col,
 )
-from genco_data.errors import InvalidInputError, SchemaError
+from genco_data.errors import SchemaError
+from genco_data.load.columns import (  # noqa: F401 - re-exported: vocab, cache, datasets import them from here
+    _INT_FIELDS,
+    _as_array,
+    _checked_click,
+    _column,
+    _exposed_error,
+    _list_parts,
+    _propensity_error,
+    _values,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Layout constants
@@ -57,7 +71,6 @@ OOV_INDEX = 1  #: vocabulary index of an id absent from the vocabulary
 FIRST_INDEX = 2  #: vocabulary index of the smallest known id
 #: Rows padded per vectorized call (large enough to amortize Python, small enough to stay in cache).
 PAD_ROWS = 16384
-_INT_FIELDS = ("user_id", "ad_id", "query_id", "user_age", "user_gender")
 #: Columns a table must have to be padded (``day`` and ``logging_policy`` are not read).
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "impression_id",
@@ -154,39 +167,6 @@ def _shuffled(blocks: Iterator[_Block], buffer_rows: int, batch_size: int, rng: 
 # ---------------------------------------------------------------------------------------------
 # Arrow helpers
 # ---------------------------------------------------------------------------------------------
-def _column(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array | pa.ChunkedArray:
-    try:
-        return table.column(name)
-    except KeyError:
-        raise SchemaError(f"missing column {name!r} (expected the impressions schema)") from None
-
-
-def _as_array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(col, pa.ChunkedArray):
-        if col.num_chunks == 1:
-            return col.chunk(0)
-        return col.combine_chunks() if col.num_chunks else pa.array([], type=col.type)
-    return col
-
-
-def _list_parts(arr: pa.Array, name: str) -> tuple[np.ndarray, pa.Array]:
-    """(offsets int64 [B+1] starting at 0, flat int64 values) of a list column."""
-    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
-        raise SchemaError(f"column {name!r}: expected list<int64>, got {arr.type}")
-    offs = arr.offsets.to_numpy().astype(np.int64, copy=False)
-    base = int(offs[0])
-    values = arr.values.slice(base, int(offs[-1]) - base)
-    if base:
-        offs = offs - base
-    if not pa.types.is_integer(values.type):
-        raise SchemaError(f"column {name!r}: expected list<int64>, got {arr.type}")
-    if values.null_count:
-        raise InvalidInputError(f"column {name!r}: null id inside a list")
-    if values.type != pa.int64():
-        values = values.cast(pa.int64())
-    return offs, values
-
-
 def _check_schema(schema: pa.Schema) -> None:
     if schema in _GOOD_SCHEMAS:
         return
@@ -270,35 +250,25 @@ def _truncate(offs: np.ndarray, n: np.ndarray, values: np.ndarray, keep: int) ->
     return new_offs, values[kept]
 
 
-def _valid(arr: pa.Array) -> np.ndarray | None:
-    """Validity of a primitive array as bool numpy (None when it has no nulls), straight from the bitmap."""
-    if not arr.null_count:
-        return None
-    bits = np.frombuffer(arr.buffers()[0], np.uint8)
-    return np.unpackbits(bits, bitorder="little", count=arr.offset + len(arr))[arr.offset :].view(bool)
-
-
-def _values(arr: pa.Array, fill: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """(values as ``dtype`` with nulls set to ``fill``, validity or None) of a primitive array.
-
-    Reads the value buffer directly (no compute-kernel call: this runs ~20 times per batch)."""
-    valid = _valid(arr)
-    if pa.types.is_boolean(arr.type):
-        raw = arr.to_numpy(zero_copy_only=False) if valid is None else arr.fill_null(False).to_numpy(zero_copy_only=False)
-    else:
-        raw = np.frombuffer(arr.buffers()[1], arr.type.to_pandas_dtype())[arr.offset : arr.offset + len(arr)]
-    out = raw.astype(dtype)  # a copy: the buffer may be shared and read-only
-    if valid is not None:
-        out[~valid] = fill
-    return out, valid
-
-
 # ---------------------------------------------------------------------------------------------
 # Padding (the core): public validates (pad_table, in batch.py), private computes
 # ---------------------------------------------------------------------------------------------
-def _describe_row(table: pa.Table | pa.RecordBatch, i: int, where: Callable[[int], str] | None) -> str:
-    iid = _as_array(table.column("impression_id"))[i].as_py()
-    return f"{where(i) if where else f'row {i}'} (impression_id {iid!r})"
+#: Which padding runs: "auto" = the compiled kernels where the vocabularies are hashed (the default), else numpy.
+_ENGINE = ["auto"]
+PAD_ENGINES = ("auto", "numpy")
+
+
+@contextmanager
+def pad_engine(name: str) -> Iterator[None]:
+    """Run the padding inside the ``with`` block with engine ``name`` (:data:`PAD_ENGINES`): ``"numpy"`` forces
+    the numpy reference path (benchmarks and tests compare the two; the blocks are byte-identical)."""
+    if name not in PAD_ENGINES:
+        raise ValueError(f"unknown pad engine {name!r}; expected one of {PAD_ENGINES}")
+    before, _ENGINE[0] = _ENGINE[0], name
+    try:
+        yield
+    finally:
+        _ENGINE[0] = before
 
 
 def _pad_block(
@@ -307,7 +277,28 @@ def _pad_block(
     max_segments: int = SEGMENTS_PAD_TO,
     where: Callable[[int], str] | None = None,
 ) -> _Block:
-    """Private compute of :func:`pad_table` on a schema-checked table → numpy block.
+    """Private compute of :func:`pad_table` on a schema-checked table → numpy block: the compiled one-pass
+    kernels (:mod:`genco_data.load.fused`) when every pool table and the segments are hashed, else numpy."""
+    tables = getattr(vocabs, "kernel_tables", None)
+    if _ENGINE[0] == "auto" and tables is not None and table.num_rows:
+        from genco_data.load.fused import FUSED_NAMES, NeedsReference, pad_block_fused
+
+        t = tables()
+        if all(t.get(n, ("",))[0] == "hash" for n in FUSED_NAMES):
+            try:
+                return pad_block_fused(table, vocabs, t, max_segments, where)
+            except NeedsReference:  # a bad row: the numpy path raises its one line
+                pass
+    return _pad_block_numpy(table, vocabs, max_segments, where)
+
+
+def _pad_block_numpy(
+    table: pa.Table | pa.RecordBatch,
+    vocabs: _Lookups,
+    max_segments: int = SEGMENTS_PAD_TO,
+    where: Callable[[int], str] | None = None,
+) -> _Block:
+    """The numpy path of :func:`_pad_block` (the reference; exact vocabularies take it).
 
     For every component: ``n`` = pool sizes from the offsets; the first 15 ids of every pool are
     looked up once on the flat values and scattered into ``[B, C, P]`` at ``b*C*P + c*P + slot``;
@@ -339,21 +330,13 @@ def _pad_block(
             bad = ~present | (ec < 0) | (ec >= nc)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raw = ex[i].as_py()
-            raise InvalidInputError(
-                f"{_describe_row(table, i, where)}: column {exposed_col(comp)!r} is {raw!r} for a pool of "
-                f"{int(nc[i])} candidates (expected 0 <= exposed < n, null iff the pool is empty)"
-            )
+            raise _exposed_error(table, i, comp, int(nc[i]), where)
         e[:, ci] = ec
         pr = _as_array(table.column(propensity_col(comp)))
         pv, _ = _values(pr, np.nan, np.float32)
         bad = present & ~((pv > 0) & (pv <= 1))  # also catches nulls (NaN here)
         if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise InvalidInputError(
-                f"{_describe_row(table, i, where)}: column {propensity_col(comp)!r} is {pr[i].as_py()!r} "
-                f"(expected a probability in (0, 1] where the pool is non-empty)"
-            )
+            raise _propensity_error(table, int(np.flatnonzero(bad)[0]), comp, where)
         prop[:, ci] = np.where(present, pv, np.float32(0.0))
         vals_np = values.to_numpy()
         if len(nc) and int(nc.max()) > P:
@@ -404,19 +387,7 @@ def _pad_context(
     table: pa.Table | pa.RecordBatch, vocabs: _Lookups, max_segments: int, where: Callable[[int], str] | None
 ) -> _Block:
     B = table.num_rows
-    out: _Block = {}
-    for name in ("impression_id", "user_id", "ad_id", "click"):
-        arr = _as_array(table.column(name))
-        if arr.null_count:
-            i = int(np.flatnonzero(np.asarray(arr.is_null()))[0])
-            raise InvalidInputError(f"{where(i) if where else f'row {i}'}: column {name!r} is null")
-    click = _as_array(table.column("click"))
-    cv = click.to_numpy(zero_copy_only=False)
-    bad = (cv != 0) & (cv != 1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InvalidInputError(f"{_describe_row(table, i, where)}: column 'click' is {click[i].as_py()!r} (expected 0 or 1)")
-    out["click"] = cv.astype(np.float32)
+    out: _Block = {"click": _checked_click(table, where)}
     for name in _INT_FIELDS:
         ids, valid = _values(_as_array(table.column(name)), 0, np.int64)
         idx = vocabs.lookup(name, ids)
@@ -441,4 +412,4 @@ def _pad_context(
     return out
 
 
-__all__ = ["SEGMENTS_PAD_TO", "PAD_INDEX", "OOV_INDEX", "FIRST_INDEX", "PAD_ROWS", "REQUIRED_COLUMNS", "TENSOR_FIELDS"]
+__all__ = ["PAD_ENGINES", "pad_engine", "SEGMENTS_PAD_TO", "PAD_INDEX", "OOV_INDEX", "FIRST_INDEX", "PAD_ROWS", "REQUIRED_COLUMNS", "TENSOR_FIELDS"]

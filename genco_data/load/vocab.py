@@ -210,6 +210,16 @@ class Vocabularies:
         out[...] = res.reshape(out.shape)
         return out
 
+    def kernel_tables(self) -> dict[str, tuple[int, ...]]:
+        """What the compiled padding kernels need (:mod:`genco_data.load.kernels`): ``{name: ("hash", salt, K)}``
+        for every table hashed with the current hash, ``{name: ("direct", codes)}`` for direct ones; other
+        tables (exact, legacy hash) are absent and go through :meth:`lookup`."""
+        out: dict[str, tuple[int, ...]] = {}
+        if self.hash_name == HASH_NAME:
+            out.update({n: ("hash", self._salts[n], int(k)) for n, k in self.hash_buckets.items()})
+        out.update({n: ("direct", r) for n, r in self.direct.items()})
+        return out
+
     def lookup_category(self, values: pa.Array) -> np.ndarray:
         """Table rows of a string array; null → 0, unknown (exact) → 1."""
         if self.category_buckets is None:

@@ -1,0 +1,196 @@
+"""Compiled (numba) kernels of the cold loader: one pass per column writes the padded layout (torch-free).
+
+The numpy path of :mod:`genco_data.load.padding` builds a block in ~a dozen full passes over memory (zero fill,
+scatter, ``repeat`` for the slot positions, a hash pass, truncation, mask / original-index gathers); these
+kernels do the same work row by row, writing every output byte once, for *hashed* vocabularies (the default).
+The results are bit-identical to the numpy path (``tests/test_fastpad_*.py``); exact vocabularies keep it.
+
+**The hash** (the same as :func:`genco_data.load.hashing.hash_buckets`, see that module's docstring)::
+
+    x = splitmix64(uint64(v) XOR salt);   row = FIRST_INDEX + ((x >> 32) * K >> 32)   (K < 2**32; else x mod K)
+
+**Shapes.** ``B`` rows, ``C = 6`` components, ``P = 15`` slots, ``S`` segments. Every kernel takes the Arrow
+parts of its column(s) without copying them: list ``offsets`` int [B+1] (starting at 0), flat ``values``
+int64, a primitive column's ``values`` (any int/float dtype, one compiled specialization per dtype) and its
+validity ``bits`` (the Arrow bitmap as uint8, LSB first, starting at bit ``bit0``; an empty array = no nulls).
+Outputs are preallocated numpy arrays the kernels fill completely (padding included), so they can come from
+``np.empty`` (except ``mask`` / ``original_index``, gathered from :data:`MASK_BY_KEPT` / :data:`ORIG_BY_KEPT`).
+
+**Compilation.** ``@njit(cache=True, nogil=True)``: the first call in a fresh environment compiles (~seconds);
+later processes load the machine code from numba's cache — next to this file when its folder is writable, else
+numba's per-user cache dir, or ``NUMBA_CACHE_DIR`` when set. Where no cache dir can be written at all, the
+kernels are compiled in memory in each process (correct, only slower to start). Forked DataLoader workers
+inherit the compiled code; spawned ones load it from the cache.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from numba import njit
+
+from genco_data.format.components import N_COMPONENTS, PAD_TO
+
+#: Vocabulary row of padding / null and of the first hashed bucket (equal to padding.PAD_INDEX / FIRST_INDEX;
+#: a test keeps them equal: this module imports nothing of the loader, so that padding can import it).
+_PAD, _OOV, _FIRST = 0, 1, 2
+_NO_BITS = np.empty(0, np.uint8)
+
+
+def _jit(fn):  # type: ignore[no-untyped-def]
+    """``njit(cache=True, nogil=True)``, or uncached when numba finds no writable cache dir (a read-only install
+    with no writable home): numba raises at decoration time then, and the loader must still import."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+        warnings.warn(f"genco_data.load.kernels: numba cache unavailable ({exc}); compiling in memory per process", stacklevel=2)
+        return njit(cache=False, nogil=True)(fn)
+
+
+@njit(cache=False, nogil=True, inline="always")
+def _bucket(v, salt, k, small):  # type: ignore[no-untyped-def]
+    x = np.uint64(v) ^ salt
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x = x ^ (x >> np.uint64(31))
+    if small:
+        x = ((x >> np.uint64(32)) * k) >> np.uint64(32)
+    else:
+        x = x % k
+    return np.int64(x) + _FIRST
+
+
+@njit(cache=False, nogil=True, inline="always")
+def _is_null(bits, bit0, i):  # type: ignore[no-untyped-def]
+    if len(bits) == 0:
+        return False
+    j = bit0 + i
+    return ((bits[j >> 3] >> (j & 7)) & 1) == 0
+
+
+@_jit
+def hash_ids(ids, salt, k, out):  # type: ignore[no-untyped-def]
+    """``out[i] = row of ids[i]`` (int64 [N] -> int64 [N]): :func:`~genco_data.load.hashing.hash_buckets`."""
+    small = k < np.uint64(1 << 32)
+    for i in range(len(ids)):
+        out[i] = _bucket(ids[i], salt, k, small)
+
+
+@_jit
+def hash_column(values, bits, bit0, salt, k, out):  # type: ignore[no-untyped-def]
+    """A nullable id column [B] -> rows [B]: null -> 0 (padding), else the hashed row."""
+    small = k < np.uint64(1 << 32)
+    for b in range(len(out)):
+        out[b] = _PAD if _is_null(bits, bit0, b) else _bucket(values[b], salt, k, small)
+
+
+@_jit
+def direct_column(values, bits, bit0, codes, out):  # type: ignore[no-untyped-def]
+    """A nullable code column [B] -> rows [B]: null -> 0, code c in [0, codes) -> c + 2, other codes -> 1 (OOV)."""
+    for b in range(len(out)):
+        if _is_null(bits, bit0, b):
+            out[b] = _PAD
+        else:
+            c = np.int64(values[b])
+            out[b] = c + _FIRST if 0 <= c < codes else _OOV
+
+
+@_jit
+def pad_lists(offsets, values, salt, k, out, mask):  # type: ignore[no-untyped-def]
+    """Lists -> their first ``S`` hashed items, padded: ``out`` int64 [B, S] (0 = padding), ``mask`` bool [B, S]."""
+    small = k < np.uint64(1 << 32)
+    S = out.shape[1]
+    for b in range(out.shape[0]):
+        start = offsets[b]
+        kept = min(offsets[b + 1] - start, S)
+        for s in range(kept):
+            out[b, s] = _bucket(values[start + s], salt, k, small)
+            mask[b, s] = True
+        for s in range(kept, S):
+            out[b, s] = _PAD
+            mask[b, s] = False
+
+
+_C, _P = N_COMPONENTS, PAD_TO  # compile-time constants: the fixed-length slot loops unroll / vectorize
+#: Row k = the mask / original-index pattern [P] of a pool with k kept candidates (before the fix-up).
+MASK_BY_KEPT = np.arange(_P + 1)[:, None] > np.arange(_P)
+ORIG_BY_KEPT = np.where(MASK_BY_KEPT, np.arange(_P), -1).astype(np.int16)
+
+
+@_jit
+def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit0, salts, ks,
+              cand, orig, exposed, n_cand, prop, bad_e, bad_p):  # type: ignore[no-untyped-def]
+    """All ``C`` components of a block: pools -> slots (the truncation rule of padding.py), checks, fix-up.
+
+    Inputs, component ``c`` in row ``c`` of each 2-d array: pool ``offsets`` int64 [C, B+1] into ``values[c]``
+    (a tuple of C int64 arrays, the Arrow buffers), the shown index ``e_values`` [C, B] (any int dtype) with its
+    validity bitmaps ``e_bits`` uint8 [C, nbytes] (all ones = no nulls) from bit ``e_bit0[c]``, the propensity
+    ``p_values`` float32 [C, B] with ``p_bits`` / ``p_bit0``, the table's ``salts[c]`` and ``ks[c]`` (uint64).
+    Writes flat C-order views of ``cand`` int64 [B, C, P], ``exposed`` int64 [B, C] (slot of the shown element,
+    -1 when absent), ``n_cand`` int64 (pool size), ``prop`` float32 (0 when absent), and the fix-up slot of
+    ``orig`` int16 [B, C, P] (which the caller filled from :data:`ORIG_BY_KEPT`, as ``mask`` from
+    :data:`MASK_BY_KEPT`: one vectorized row gather each, measured cheaper than per-slot byte stores here). A
+    pool of n > P keeps slots 0..P-1, or 0..P-2 then the shown element e >= P in slot P-1.
+
+    Row-major (a row's C components, then the next row): every output line is written once, in order (a
+    component-major order measured ~5x slower on 16k-row blocks: each pass re-walks the whole output).
+
+    ``bad_e[c]`` / ``bad_p[c]`` (int64 [C], preset to -1) get the first row whose exposed index is bad (not
+    ``0 <= e < n`` where ``n > 0``, or not null where ``n == 0``) / whose propensity, cast to float32, is not in
+    (0, 1] where ``n > 0`` (null = NaN fails). Rows past a bad one are still written (the caller raises).
+    """
+    B = len(exposed) // _C
+    for b in range(B):
+        for ci in range(_C):
+            vals = values[ci]
+            salt, k = salts[ci], ks[ci]
+            start = offsets[ci, b]
+            n = offsets[ci, b + 1] - start
+            r = b * _C + ci
+            n_cand[r] = n
+            j = e_bit0[ci] + b
+            e_null = ((e_bits[ci, j >> 3] >> (j & 7)) & 1) == 0
+            e = np.int64(-1) if e_null else np.int64(e_values[ci, b])
+            j = p_bit0[ci] + b
+            p = np.float32(np.nan) if ((p_bits[ci, j >> 3] >> (j & 7)) & 1) == 0 else p_values[ci, b]
+            if n > 0:
+                if (e_null or e < 0 or e >= n) and bad_e[ci] < 0:
+                    bad_e[ci] = b
+                if not (p > 0 and p <= 1) and bad_p[ci] < 0:
+                    bad_p[ci] = b
+                prop[r] = p
+            else:
+                if not e_null and bad_e[ci] < 0:
+                    bad_e[ci] = b
+                prop[r] = np.float32(0.0)
+            kept = min(n, _P)
+            base = r * _P
+            for s in range(_P):
+                cand[base + s] = _PAD
+            small = k < np.uint64(1 << 32)
+            for s in range(kept):
+                cand[base + s] = _bucket(vals[start + s], salt, k, small)
+            if n > _P and _P <= e < n:  # never drop the shown element: it takes the last slot
+                cand[base + _P - 1] = _bucket(vals[start + e], salt, k, small)
+                orig[base + _P - 1] = e
+                exposed[r] = _P - 1
+            else:
+                exposed[r] = e
+
+
+def empty_outputs(rows: int, segments: int) -> dict[str, np.ndarray]:
+    """Uninitialised output arrays of a block of ``rows`` rows that the kernels write whole (mask and
+    original_index come from the pattern tables)."""
+    C, P = N_COMPONENTS, PAD_TO
+    return {
+        "candidates": np.empty((rows, C, P), np.int64),
+        "exposed": np.empty((rows, C), np.int64),
+        "n_candidates": np.empty((rows, C), np.int64),
+        "propensity": np.empty((rows, C), np.float32),
+        "query_segments": np.empty((rows, segments), np.int64),
+        "query_segments_mask": np.empty((rows, segments), np.bool_),
+    }
+
+
+__all__ = ["MASK_BY_KEPT", "ORIG_BY_KEPT", "hash_ids", "hash_column", "direct_column", "pad_lists", "pad_pools", "empty_outputs"]
