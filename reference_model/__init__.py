@@ -7,7 +7,8 @@ Modules, lowest first:
 - GenCO: ``config`` (GenCOConfig, VARIANTS), ``inputs`` (the batch and its checks), ``layers`` (MLPs,
   embeddings), ``attention`` (cross-component attention), ``selection`` (sampling, greedy, enumeration),
   ``model`` (GenCO); ``losses``; ``baselines``;
-- training: ``train_config`` (methods, TrainConfig), ``policies`` (a method's policy and objective), ``data``
+- training: ``train_config`` (methods, protocols, TrainConfig), ``validation`` (the last train days, their
+  calibrated-sCTR score, early stopping), ``policies`` (a method's policy and objective), ``data``
   (a split as one table), ``distributed`` (DDP, sharding), ``checkpoint`` (the run folder, load_run),
   ``train`` (the loop and ``main``, ``python -m reference_model.train``); ``predict``;
 - ``reproduce_config`` (methods, settings), ``results`` (tables), ``figures`` (PNGs), ``reproduce``; ``demo``;

@@ -8,6 +8,9 @@ What ``--out`` holds (every file is written to a temporary name, then ``os.repla
     model.safetensors            weights (GenCO, MLP) or statistics (DCO); empty for uniform. This file is the
                                  checkpoint's commit point: its metadata carries step, epoch and trainer file
     trainer-<step>.safetensors   optimizer state and every rank's RNG state, for --resume (latest only)
+    best.safetensors             with validation days: the weights of the best epoch so far (model selection);
+                                 what :func:`load_run` (so ``genco predict``) reads; model.safetensors stays the
+                                 latest state, which --resume continues from
     vocab.npz                    the Vocabularies (genco_data.load.vocab format; no pickle anywhere)
     metrics.jsonl                one JSON line per log interval: step, samples, loss parts, samples/s, ...
     loss_curve.png
@@ -38,6 +41,7 @@ MODEL_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.npz"
 METRICS_NAME = "metrics.jsonl"
 CURVE_NAME = "loss_curve.png"
+BEST_NAME = "best.safetensors"
 TRAINER_PATTERN = "trainer-{step:08d}.safetensors"
 CKPT_KEY = "genco_run"  # the model file's safetensors metadata key (JSON: format, method, progress, trainer)
 RUN_FORMAT = "genco-reference-run"
@@ -49,6 +53,7 @@ __all__ = [
     "VOCAB_NAME",
     "METRICS_NAME",
     "CURVE_NAME",
+    "BEST_NAME",
     "read_run_config",
     "checkpoint_info",
     "load_run",
@@ -148,6 +153,12 @@ def _checkpoint(out: Path, policy: Any, method: str, opt: torch.optim.Optimizer 
             stale.unlink(missing_ok=True)
 
 
+def _save_best(out: Path, policy: nn.Module, epoch: int, score: float) -> None:
+    """The selected weights (validation's best epoch so far), with the epoch and score in the metadata."""
+    md = {CKPT_KEY: json.dumps({"format": RUN_FORMAT, "selected_epoch": epoch, "validation_score": score}, sort_keys=True)}
+    _save_tensors(out / BEST_NAME, policy.state_dict(), md)
+
+
 def _read_checkpoint_progress(out: Path) -> tuple[_Progress, str, bool]:
     from safetensors import safe_open
 
@@ -178,7 +189,8 @@ def checkpoint_info(metadata: dict[str, str], where: Path | str = MODEL_NAME) ->
 
 def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any], Vocabularies]:
     """(policy, config.json dict, vocabularies) of a finished or checkpointed run, read with safetensors
-    only. The architecture comes from config.json; the policy is in eval mode on ``device``."""
+    only. The architecture comes from config.json; the weights are the selected epoch's (``best.safetensors``)
+    when the run validated, else the latest; the policy is in eval mode on ``device``."""
     out = Path(run_dir)
     meta = read_run_config(out)
     vocabs = Vocabularies.load(out / VOCAB_NAME)
@@ -194,7 +206,10 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
 
         _dco_from_arrays(policy, np_load(str(out / MODEL_NAME)))
     elif isinstance(policy, nn.Module):
-        tensors, _ = _load_tensors(out / MODEL_NAME)
+        selected = (meta.get("validation") or {}).get("best_epoch") is not None
+        if selected and not (out / BEST_NAME).is_file():
+            raise InvalidInputError(f"{out}: config.json selects epoch {meta['validation']['best_epoch']} but {BEST_NAME} is missing")
+        tensors, _ = _load_tensors(out / (BEST_NAME if selected else MODEL_NAME))
         policy.load_state_dict(tensors)
         policy.to(device).eval()
     return policy, meta, vocabs

@@ -29,7 +29,8 @@ def add_arguments(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
     sp.add_argument("--data", required=True, help="release folder")
     sp.add_argument("--out", required=True, help="predictions .parquet file to write")
     sp.add_argument("--mode", default=None, help=f"GenCO inference: {', '.join(INFERENCE_MODES)} (default: the model's, sample)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the sampled combinations (and of uniform)")
+    sp.add_argument("--prediction-seed", "--seed", dest="seed", type=int, default=0, help="prediction seed: the sampled "
+                    "combinations (and uniform's draws), independent of the run's training seed (default 0)")
     sp.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     sp.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1)")
 
@@ -42,6 +43,8 @@ def add_arguments(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
     sp.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     sp.add_argument("--jobs", type=int, default=None, help="runs in parallel, one CPU thread each (default: CPU count, at most 4)")
     sp.add_argument("--device", default="cpu", help="cpu (default) or cuda (then one job at a time)")
+    sp.add_argument("--prediction-seed", type=int, default=None, help="seed of every run's prediction draws, the same for all "
+                    "training seeds so that the seed spread is the training noise alone (default: each run's training seed)")
     add_genco_set_argument(sp)
 
     sp = verb("demo", "synthesize a small release, build, load, train GenCO and baselines, evaluate, leaderboard")
@@ -75,7 +78,7 @@ def reproduce(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from reference_model.config import GenCOConfig
 
     cfg = ReproduceConfig(data=args.data, out=args.out, seeds=args.seeds, quick=args.quick, methods=methods,
-                          jobs=args.jobs, device=args.device, quiet=args.quiet, genco_options=GenCOConfig.parse_options(args.genco_set))
+                          jobs=args.jobs, device=args.device, quiet=args.quiet, prediction_seed=args.prediction_seed, genco_options=GenCOConfig.parse_options(args.genco_set))
     report = run_reproduce(cfg)
     return report, format_reproduce(report)
 

@@ -1,6 +1,10 @@
 """Predictions of a trained run on the test split of a release, in the contract the evaluator reads.
 
-    genco predict --model runs/genco --data rel --out preds.parquet [--mode sample|greedy|enumerate] [--seed 0]
+    genco predict --model runs/genco --data rel --out preds.parquet [--mode sample|greedy|enumerate] [--prediction-seed 0]
+
+The prediction seed (``--prediction-seed``, alias ``--seed``; default 0) seeds only the draws made at prediction
+time (GenCO's K sampled combinations, MLP's capped sample, uniform); the training seed is the run's (config.json).
+Keeping one fixed while the other varies tells the two noises apart. The summary records both.
 
 One row per test impression (schema ``genco_data.format.arrow.predictions_schema()``):
 
@@ -105,8 +109,9 @@ def predict(
     """Write the predictions of the run in ``model_dir`` for the test split of ``data`` to ``out``.
 
     ``mode`` (GenCO only): ``sample`` (K draws from π, the best by the combination head; the paper's Eq. 24-25),
-    ``greedy`` (per-component argmax of π) or ``enumerate``; default: the model's own. ``seed`` seeds the
-    draws (and the uniform policy). Returns a summary (rows, seconds, sha256, ...)."""
+    ``greedy`` (per-component argmax of π) or ``enumerate``; default: the model's own. ``seed`` (the prediction
+    seed) seeds the draws (and the uniform policy), independently of the run's training seed. Returns a summary
+    (rows, seconds, sha256, prediction_seed, training_seed, selected_epoch, ...)."""
     t0 = time.perf_counter()
     if mode is not None and mode not in INFERENCE_MODES:
         raise InvalidInputError(f"--mode must be one of {', '.join(INFERENCE_MODES)}; got {mode!r}")
@@ -158,6 +163,9 @@ def predict(
         "method": method,
         "mode": used_mode,
         "seed": seed,
+        "prediction_seed": seed,
+        "training_seed": meta.get("train", {}).get("seed"),
+        "selected_epoch": (meta.get("validation") or {}).get("best_epoch"),
         "rows": table.num_rows,
         "scores": any(name.endswith("_scores") for name in table.column_names),
         "seconds": time.perf_counter() - t0,
@@ -167,4 +175,6 @@ def predict(
 
 def format_predict(s: dict[str, Any]) -> str:
     mode = f", mode {s['mode']}" if s.get("mode") else ""
-    return f"wrote {s['rows']:,} predictions of {s['method']} ({s['model']}{mode}, seed {s['seed']}) to {s['out']} in {s['seconds']:.1f} s"
+    train_seed = f", training seed {s['training_seed']}" if s.get("training_seed") is not None else ""
+    return (f"wrote {s['rows']:,} predictions of {s['method']} ({s['model']}{mode}, prediction seed {s['seed']}{train_seed}) "
+            f"to {s['out']} in {s['seconds']:.1f} s")

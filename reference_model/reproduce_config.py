@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genco_data.errors import InvalidInputError
+from reference_model.train_config import PROTOCOL_FIELDS, PROTOCOLS
 
 __all__ = ["METHOD_ORDER", "ABLATIONS", "LABELS", "DEFAULT_SEEDS", "DETERMINISTIC", "SETTINGS", "QUICK_SEEDS", "ReproduceConfig"]
 
@@ -26,14 +27,13 @@ DEFAULT_SEEDS = 5
 #: Methods whose predictions do not depend on the seed (DCO counts and ranks deterministically).
 DETERMINISTIC: frozenset[str] = frozenset({"dco"})
 
-#: Training settings of reproduce (and the demo). Paper: SGD, lr 5e-3, batch 1024, chronological, no
-#: scheduler. Ours (the paper is silent or its setting does not train here, see benchmarks/TRAIN.md):
-#: Adam at lr 1e-3 — paper SGD at 5e-3 barely moves in a few epochs on 200 k rows, Adam at >= 1e-2 lets the
-#: logged policy-gradient term (negative reward for most rows, unbounded below) run away; epochs: what fits
-#: the 30-minute budget on 2 CPU cores. DCO and uniform have nothing to tune but DCO's (delta, prior).
+#: Training settings of reproduce (and the demo): the reference protocol of ``genco train`` (train_config.PROTOCOLS:
+#: Adam lr 1e-3 — paper SGD at 5e-3 barely moves on 200-300 k rows, Adam at >= 1e-2 lets the logged policy-gradient
+#: term run away; validation on the last train days with early stopping and model selection), so each seed of the
+#: board is exactly ``genco train --method M --seed k`` with no tuning flag. Quick: one epoch on fewer rows.
 SETTINGS: dict[str, dict[str, Any]] = {
-    "full": {"optimizer": "adam", "lr": 1e-3, "epochs": 3, "max_rows": None},
-    "quick": {"optimizer": "adam", "lr": 1e-3, "epochs": 1, "max_rows": 50_000},
+    "full": {"protocol": "reference", **{k: PROTOCOLS["reference"][k] for k in PROTOCOL_FIELDS}, "max_rows": None},
+    "quick": {"protocol": "reference", **{k: PROTOCOLS["reference"][k] for k in PROTOCOL_FIELDS}, "epochs": 1, "max_rows": 50_000},
 }
 QUICK_SEEDS = 2
 
@@ -48,6 +48,11 @@ class ReproduceConfig:
     jobs: int | None = None  # parallel runs (default min(cpu count, 4); 1 on cuda)
     device: str = "cpu"
     quiet: bool = False
+    # seed of every run's prediction draws (GenCO's K samples, MLP's capped sample). None (default): each run's own
+    # training seed, so every seed's predictions differ (the board's rule). An int: the same draws for every training
+    # seed, so the spread over seeds is the training noise alone. Uniform, which has no training, always draws with
+    # its seed k (identical files for two seeds would be refused by the leaderboard).
+    prediction_seed: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"epochs": 1} (tests)
     genco_options: dict[str, Any] = field(default_factory=dict)  # GenCOConfig overrides for every GenCO variant
 
@@ -61,6 +66,9 @@ class ReproduceConfig:
         self.methods = tuple(m for m in METHOD_ORDER if m in methods)
         if self.jobs is not None and self.jobs < 1:
             raise InvalidInputError(f"--jobs must be >= 1; got {self.jobs}")
+        if self.prediction_seed is not None and (isinstance(self.prediction_seed, bool) or not isinstance(self.prediction_seed, int)
+                                                 or self.prediction_seed < 0):
+            raise InvalidInputError(f"--prediction-seed must be an integer >= 0; got {self.prediction_seed!r}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise InvalidInputError(f"--device must be cpu, cuda or auto; got {self.device!r}")
 
@@ -69,4 +77,5 @@ class ReproduceConfig:
         return min(self.seeds, QUICK_SEEDS) if self.quick else self.seeds
 
     def settings(self) -> dict[str, Any]:
-        return {**SETTINGS["quick" if self.quick else "full"], **self.overrides, "genco_options": dict(self.genco_options)}
+        return {**SETTINGS["quick" if self.quick else "full"], **self.overrides, "genco_options": dict(self.genco_options),
+                "prediction_seed": self.prediction_seed}

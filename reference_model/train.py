@@ -1,7 +1,8 @@
 """Train a reference policy on the train split of a release: one flat script, nanoGPT style.
 
-    python -m reference_model.train --data rel --out runs/genco                     # the paper's protocol
-    genco train --data rel --out runs/wo_rl --method wo_rl --epochs 3 --seed 1       # the same, via the CLI
+    python -m reference_model.train --data rel --out runs/genco                     # the reference protocol
+    genco train --data rel --out runs/genco_paper --paper-defaults                  # the paper's literal settings
+    genco train --data rel --out runs/wo_rl --method wo_rl --seed 1                  # an ablation, via the CLI
     torchrun --standalone --nproc-per-node 2 -m reference_model.train --data rel --out runs/ddp   # DDP
     python -m reference_model.train --out runs/genco --resume                        # continue a run
 
@@ -40,7 +41,8 @@ from torch import nn
 from genco_data import __version__
 from genco_data.errors import GencoError, InvalidInputError
 from genco_data.fsutil import atomic_write as _atomic_write  # temp file + fsync + os.replace
-from genco_data.load import Vocabularies
+from genco_data.format.components import CONFIGS
+from genco_data.load import StreamingDataset, Vocabularies
 from genco_data.release import Release, verify_checksums
 from reference_model.checkpoint import (
     CONFIG_NAME,
@@ -77,8 +79,9 @@ from reference_model.config import GenCOConfig
 from reference_model.inputs import check_batch
 from reference_model.model import GenCO
 from reference_model.policies import Objective, _model_config, build_policy, n_parameters
-from reference_model.train_config import GENCO_METHODS, GRADIENT_METHODS, METHODS, RESUME_OVERRIDABLE, TrainConfig, sparse_auto
+from reference_model.train_config import GENCO_METHODS, GRADIENT_METHODS, METHODS, PROTOCOLS, RESUME_OVERRIDABLE, TrainConfig, sparse_auto
 from reference_model.train_data import TrainRows, describe_rows, plan_rows, train_vocabularies
+from reference_model.validation import VALIDATION_BLOCK, VALIDATION_METRIC, EarlyStopping, validate_epoch, validation_boundary
 
 # The script's public names (those of its parts included, so ``reference_model.train`` stays their address).
 __all__ = [
@@ -156,9 +159,12 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
     method = cfg.method
     gradient = method in GRADIENT_METHODS
     local_bs = cfg.batch_size // dist_.world_size
-    # gradient methods: the rank's chronological range; counting methods (DCO): every rank the whole split
+    # gradient methods: the rank's chronological range before the validation days; counting methods (DCO): every
+    # rank the whole split (nothing to select)
+    files = release.data_files(CONFIGS[0], "train")
+    v_lo, v_hi, v_days = validation_boundary(files, cfg.validation_days if gradient else 0)
     rows = plan_rows(cfg, release, vocabs, rank=dist_.rank, world_size=dist_.world_size, local_batch=local_bs,
-                     whole=not gradient, local_procs=int(os.environ.get("LOCAL_WORLD_SIZE", dist_.world_size)))
+                     whole=not gradient, local_procs=int(os.environ.get("LOCAL_WORLD_SIZE", dist_.world_size)), hi=v_lo)
     start, stop = rows.lo, rows.hi
     rows.to(device)
     resident = rows.on(device)
@@ -178,6 +184,7 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
         "vocab_sizes": vocabs.sizes(),
         "vocab": vocabs.describe(),
         "data": describe_rows(rows),
+        "protocol": cfg.protocol,
         "release": ident,
         "train_rows": int(stop - start) * (dist_.world_size if gradient else 1),
         "world_size": dist_.world_size,
@@ -191,6 +198,14 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
             _write_json(out / CONFIG_NAME, {**meta, "progress": dataclasses.asdict(_Progress())})
     if not gradient:
         return _fit_counting(cfg, policy, rows, out, dist_, meta, t_start)
+    # validation (reference_model.validation): the last train days, scored after every epoch by every rank (same
+    # weights, same draws, so every rank takes the same stopping decision without communicating)
+    stopper = EarlyStopping(cfg.patience)
+    val_blocks = None
+    if v_hi > v_lo:
+        stopper.curve = list(((saved_meta or {}).get("validation") or {}).get("curve", []))
+        val_blocks = StreamingDataset(files, vocabs, batch_size=VALIDATION_BLOCK, rows=(v_lo, v_hi), verify=False)
+        meta["validation"] = {"days": v_days, "rows": [v_lo, v_hi], "metric": VALIDATION_METRIC, **stopper.to_dict()}
 
     if isinstance(policy, GenCO) and rows.resident is not None:
         check_batch(rows.resident, policy.config)  # index ranges once for the whole shard (not per step)
@@ -244,7 +259,7 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
             _checkpoint(out, policy, method, opt, states, prog, meta, finished)
 
     checked = rows.resident is not None or not isinstance(policy, GenCO)
-    while prog.epoch < cfg.epochs:
+    while prog.epoch < cfg.epochs and not (val_blocks is not None and stopper.stop):
         for batch in rows.batches(prog.batch, local_bs):
             if not checked:  # streamed: index ranges checked on the first batch (the vocabularies bound them)
                 check_batch(batch, policy.config)
@@ -292,7 +307,9 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
                 prog.epoch += 1
                 prog.batch = 0
                 t0 = time.perf_counter()
-                save(finished=prog.epoch >= cfg.epochs)
+                if val_blocks is not None:
+                    validate_epoch(policy, method, val_blocks, cfg.seed, device, prog, stopper, meta, out, dist_.master, bar)
+                save(finished=prog.epoch >= cfg.epochs or (val_blocks is not None and stopper.stop))
                 if dist_.master:
                     plot_loss_curve(read_metrics(out / METRICS_NAME), out / CURVE_NAME, f"{method} (seed {cfg.seed})")
                 t_log += time.perf_counter() - t0  # samples/s measures training, not writing
@@ -330,6 +347,8 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
         "device": str(device),
         "shards": shard_info,
     }
+    if val_blocks is not None:
+        summary["validation"] = {k: v for k, v in stopper.to_dict().items() if k != "curve"}
     if dist_.master:
         final = [r for r in read_metrics(out / METRICS_NAME) if "loss" in r]
         summary["final_loss"] = final[-1]["loss"] if final else None
@@ -363,11 +382,20 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="release folder (its impressions train split)")
     p.add_argument("--out", required=True, help="run folder: model.safetensors, config.json, vocab.npz, metrics.jsonl, loss_curve.png")
     p.add_argument("--method", default=d.method, help=f"one of {', '.join(METHODS)} (default {d.method})")
-    p.add_argument("--epochs", type=int, default=None, help=f"passes over the train rows (default {d.epochs}; with --resume: "
-                   "the run's, or more to extend it)")
+    ref, paper = PROTOCOLS["reference"], PROTOCOLS["paper"]
+    p.add_argument("--paper-defaults", action="store_true", help=f"the paper's literal settings: {paper['optimizer'].upper()}, lr "
+                   f"{paper['lr']:g}, {paper['epochs']} epoch, every train day trained on, no validation (default: the reference "
+                   f"protocol behind the leaderboard: {ref['optimizer'].capitalize()}, lr {ref['lr']:g}, up to {ref['epochs']} "
+                   f"epochs with early stopping, patience {ref['patience']}, on the last {ref['validation_days']} train days)")
+    p.add_argument("--epochs", type=int, default=None, help="at most this many passes over the train rows (default: the protocol's, "
+                   f"{ref['epochs']} / paper {paper['epochs']}; with --resume: the run's, or more to extend it)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"global batch size (default {d.batch_size}, paper)")
-    p.add_argument("--optimizer", default=d.optimizer, help="sgd (default, paper) or adam")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr}, paper)")
+    p.add_argument("--optimizer", default=None, help=f"sgd or adam (default: the protocol's, {ref['optimizer']} / paper {paper['optimizer']})")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default: the protocol's, {ref['lr']:g} / paper {paper['lr']:g})")
+    p.add_argument("--validation-days", type=int, default=None, help="the last N train days are validation rows, never trained on: "
+                   f"early stopping and model selection on their calibrated sCTR (default {ref['validation_days']} / paper 0 = none)")
+    p.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better validation score, "
+                   f"0 = never early (default {ref['patience']})")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast of the forward pass")
@@ -408,6 +436,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         opt = {k: defaults[k] if v is None else v for k, v in opt.items()}
     return TrainConfig(
         data=args.data, out=args.out, method=args.method, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        protocol="paper" if args.paper_defaults else "reference", validation_days=args.validation_days, patience=args.patience,
         seed=args.seed, bf16=args.bf16, max_rows=args.max_rows, resume=args.resume, packed=not args.padded,
         sparse_embeddings=args.sparse_embeddings, genco_options=GenCOConfig.parse_options(args.genco_set),
         vocab=args.vocab, hash_size_factor=args.hash_size_factor,
@@ -417,8 +446,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def format_summary(s: dict[str, Any]) -> str:
     loss = s.get("final_loss")
+    v = s.get("validation")
+    sel = ""
+    if v and v.get("best_epoch") is not None:
+        sel = (f"; selected epoch {v['best_epoch']} (validation mean component lift {v['best_score']:+.4f}"
+               + (", stopped early" if v.get("stopped_early") else "") + ")")
     return (f"trained {s['method']} in {s['out']}: {s['steps']:,} steps, {s['epochs']} epoch(s), {s['samples']:,} samples, "
-            f"{s['samples_per_s']:,.0f} samples/s on {s['world_size']} process(es)" + (f", final loss {loss:.4f}" if loss is not None else ""))
+            f"{s['samples_per_s']:,.0f} samples/s on {s['world_size']} process(es)" + (f", final loss {loss:.4f}" if loss is not None else "")
+            + sel)
 
 
 def main(argv: list[str] | None = None) -> int:

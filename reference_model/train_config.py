@@ -1,5 +1,11 @@
-"""What one training run is: the methods ``genco train`` knows and :class:`TrainConfig` (the paper's protocol
-as defaults, checked when built). Torch-free.
+"""What one training run is: the methods ``genco train`` knows, the two protocols (:data:`PROTOCOLS`) and
+:class:`TrainConfig` (checked when built). Torch-free.
+
+Protocols. ``reference`` (the default: the settings behind the leaderboard) — Adam, lr 1e-3, validation on the
+last train days, early stopping and model selection on the validation calibrated sCTR (``reference_model.validation``),
+up to enough epochs to converge. ``paper`` (``--paper-defaults``) — the paper's literal Implementation Details: SGD,
+lr 5e-3, one pass, every train day trained on, no validation. A tuning option given explicitly (``--epochs``,
+``--lr``, ...) overrides the protocol's value; ``config.json`` records the protocol and the resolved values.
 
 Methods: the GenCO rows of Tables 2/3 (``reference_model.model.VARIANTS``) and the baselines ``mlp`` (a
 combination-CTR MLP trained by BCE with the same optimizer loop), ``dco`` (one pass of counting; its
@@ -22,6 +28,14 @@ Method = Literal["genco", "wo_mil", "wo_rl", "wo_context", "wo_all", "f_ele", "f
 #: TrainConfig fields a --resume may change (None = keep the run's); everything else comes from the run.
 RESUME_OVERRIDABLE: tuple[str, ...] = ("epochs", "quiet", "device", "threads", "log_every", "save_every", "stream", "memory_budget_gb")
 VOCAB_KINDS: tuple[str, ...] = ("hashed", "exact")
+#: The tuning settings of each protocol (module docstring); a TrainConfig field left None takes its protocol's value.
+#: reference: tuned on seed 100 of a 300 k-row default release (benchmarks/README.md, "Reference protocol"); never
+#: on a reported seed.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "reference": {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "validation_days": 2, "patience": 2},
+    "paper": {"optimizer": "sgd", "lr": 5e-3, "epochs": 1, "validation_days": 0, "patience": 0},
+}
+PROTOCOL_FIELDS: tuple[str, ...] = ("optimizer", "lr", "epochs", "validation_days", "patience")
 #: Fused id-table rows above which the auto choice is a sparse gradient. Measured (1 thread, 47k rows touched per
 #: step): the update alone, dense 2.6 / 14 / 71 / 671 ms, sparse 5 / 13 / 15 / 34 ms at 50k / 578k / 4M / 40M rows;
 #: a whole GenCO step (benchmarks/train.py): equal at 58k rows, sparse 12 % faster at 578k.
@@ -33,22 +47,29 @@ def sparse_auto(optimizer: str, vocab_sizes: dict[str, int], ddp_on_gpu: bool = 
     return optimizer == "sgd" and not ddp_on_gpu and sum(vocab_sizes.values()) > SPARSE_TABLE_ROWS
 STREAM_MODES: tuple[str, ...] = ("auto", "always", "never")
 
-__all__ = ["METHODS", "GENCO_METHODS", "GRADIENT_METHODS", "Method", "RESUME_OVERRIDABLE", "VOCAB_KINDS", "STREAM_MODES", "SPARSE_TABLE_ROWS", "sparse_auto", "TrainConfig"]
+__all__ = ["PROTOCOLS", "PROTOCOL_FIELDS", "METHODS", "GENCO_METHODS", "GRADIENT_METHODS", "Method", "RESUME_OVERRIDABLE", "VOCAB_KINDS", "STREAM_MODES", "SPARSE_TABLE_ROWS", "sparse_auto", "TrainConfig"]
 
 
 @dataclass
 class TrainConfig:
-    """One training run. Defaults = the paper's protocol (Implementation Details); fields marked *ours*
-    are where the paper is silent."""
+    """One training run. The tuning fields (PROTOCOL_FIELDS) default to None = the ``protocol``'s value
+    (:data:`PROTOCOLS`, filled in when built); fields marked *ours* are where the paper is silent."""
 
     data: str | None = None  # release folder (its impressions/train split); None only with resume
     out: str = "runs/genco"  # run folder (created; must be empty or absent unless resume)
     method: Method = "genco"  # a Table 2/3 row, see METHODS
-    epochs: int = 1  # passes over the train rows (ours: the paper trains daily on 33 days; count unstated)
+    # "reference" (default, the board's settings) or "paper" (the paper's literal ones); see PROTOCOLS
+    protocol: Literal["reference", "paper"] = "reference"
+    # at most this many passes over the train rows (paper: trains daily on 33 days, count unstated; reference: an
+    # upper bound, early stopping ends the run when the validation score stops improving)
+    epochs: int | None = None
     batch_size: int = 1024  # global batch (paper); each DDP rank steps on batch_size / world_size rows
-    optimizer: Literal["sgd", "adam"] = "sgd"  # paper: SGD on all parameters
-    lr: float = 5e-3  # paper: fixed 5e-3, no scheduler
-    seed: int = 0  # initial weights, policy-gradient draws (per rank), uniform policy
+    optimizer: Literal["sgd", "adam"] | None = None  # paper: SGD on all parameters; reference: Adam
+    lr: float | None = None  # paper: fixed 5e-3, no scheduler; reference: 1e-3
+    # the last N distinct train days are the validation rows (never trained on, never the test split); 0 = none (paper)
+    validation_days: int | None = None
+    patience: int | None = None  # stop after this many epochs without a better validation score; 0 = never stop early
+    seed: int = 0  # initial weights, policy-gradient draws (per rank), validation draws
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     bf16: bool = False  # bf16 autocast of the forward pass (GPU; works on CPU but is rarely faster)
     threads: int = 1  # CPU intra-op threads (ours: reproduce runs one 1-thread job per core; a lone run on an idle
@@ -80,9 +101,18 @@ class TrainConfig:
     dco_prior: float = 10.0  # DCO: strength of the element-level prior (pseudo-impressions)
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise InvalidInputError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}")
+        for name in PROTOCOL_FIELDS:  # None = the protocol's (under --resume, None = the run's: filled by train)
+            if getattr(self, name) is None and not (self.resume and name in RESUME_OVERRIDABLE):
+                setattr(self, name, PROTOCOLS[self.protocol][name])
+        for name in ("validation_days", "patience"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise InvalidInputError(f"--{name.replace('_', '-')} must be an integer >= 0; got {v!r}")
         if self.method not in METHODS:
             raise InvalidInputError(f"--method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        if self.optimizer not in ("sgd", "adam"):
+        if self.optimizer not in ("sgd", "adam") and not (self.optimizer is None and self.resume):
             raise InvalidInputError(f"--optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
         if self.device not in ("auto", "cpu", "cuda") and not (self.device is None and self.resume):
             raise InvalidInputError(f"--device must be auto, cpu or cuda; got {self.device!r}")
@@ -96,7 +126,7 @@ class TrainConfig:
             raise InvalidInputError(f"--save-every must be an integer >= 0; got {self.save_every!r}")
         if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 1):
             raise InvalidInputError(f"--max-rows must be an integer >= 1; got {self.max_rows!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0) and not (self.lr is None and self.resume):
             raise InvalidInputError(f"--lr must be a positive number; got {self.lr!r}")
         if self.vocab not in VOCAB_KINDS:
             raise InvalidInputError(f"--vocab must be one of {', '.join(VOCAB_KINDS)}; got {self.vocab!r}")

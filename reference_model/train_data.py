@@ -9,8 +9,12 @@ dictionary-encoded string column, so categories keep names for the MIL-weight fi
 train rows (the old behaviour).
 
 **Rows** (``--stream``). Gradient methods step on the rank's contiguous chronological range of the train split —
-``[lo + r·(n // R), lo + (r+1)·(n // R))`` of the ``n`` most recent rows (``--max-rows``, else all), R processes —
-in order (the paper trains in log order), each rank reading only the row groups of its own range. Two ways:
+``[lo + r·(n // R), lo + (r+1)·(n // R))`` of the ``n`` most recent rows before the validation days
+(``--max-rows``, else all; ``reference_model.validation``), R processes — in order (the paper trains in log order),
+each rank reading only the row groups of its own range. Every batch is full (drop-last): ``n`` is cut to a
+multiple of the global batch by leaving out the OLDEST rows (fewer than one batch), so the most recent rows — the
+closest to the test days — are all trained on and no short last batch (one row, say) reaches BatchNorm in train
+mode. A split smaller than one batch is one batch per rank (at least 2 rows each). Two ways:
 
 - *resident*: the range is padded once into one :class:`genco_data.load.Batch` (moved to the GPU when it fits in
   half of its free memory) and batches are slices of it — the fast path for data that fits;
@@ -131,16 +135,24 @@ class TrainRows:
 
 
 def plan_rows(cfg: TrainConfig, release: Release, vocabs: Vocabularies, *, rank: int, world_size: int, local_batch: int,
-              whole: bool, local_procs: int = 1) -> TrainRows:
-    """The rows of this process (module docstring). ``whole``: every rank reads the whole split (counting methods).
-    ``local_procs``: processes of this run on this machine (they share its memory)."""
+              whole: bool, local_procs: int = 1, hi: int | None = None) -> TrainRows:
+    """The rows of this process (module docstring). ``whole``: every rank reads the whole split (counting methods;
+    no drop-last). ``local_procs``: processes of this run on this machine (they share its memory). ``hi``: rows
+    from this position on are not trained on (the validation days); default: the split's end."""
     files = release.data_files(CONFIGS[0], "train")
     if not files:
         raise InvalidInputError(f"{release.root}: no train shards in the manifest")
-    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files) if hi is None else hi
     lo_all = max(0, total - cfg.max_rows) if cfg.max_rows is not None else 0
     n = total - lo_all
     R, r = (1, 0) if whole else (world_size, rank)
+    if not whole:  # drop-last: full batches only; the oldest rows make way (module docstring)
+        global_batch = local_batch * R
+        if n >= global_batch:
+            lo_all = total - (n // global_batch) * global_batch
+            n = total - lo_all
+        elif n // R < 2:
+            raise InvalidInputError(f"{cfg.data}: {n} train rows for {R} process(es); BatchNorm needs at least 2 rows per batch")
     if n < R:
         raise InvalidInputError(f"{cfg.data}: {n} train rows, fewer than {R} processes")
     lo, hi = lo_all + r * (n // R), lo_all + (r + 1) * (n // R)
@@ -180,5 +192,5 @@ def _materialize(stream: StreamingDataset, n: int) -> Batch:
 def describe_rows(rows: TrainRows) -> dict[str, Any]:
     """What config.json records about the data path."""
     return {"mode": rows.mode, "rows": [rows.lo, rows.hi], "estimated_resident_bytes": rows.estimate_bytes,
-            "memory_budget_bytes": rows.budget_bytes}
+            "memory_budget_bytes": rows.budget_bytes, "drop_last": True}
 

@@ -69,6 +69,9 @@ def one_thread():
 
 def run(release: Path, out: Path, **kw) -> dict:
     kw.setdefault("quiet", True)
+    # the mechanics, not the protocol: the paper's settings (no validation days) and batches that divide the rows
+    kw.setdefault("protocol", "paper")
+    kw.setdefault("batch_size", 1000)
     return train(TrainConfig(data=str(release), out=str(out), **kw))
 
 
@@ -198,7 +201,7 @@ def test_resume_continues_and_equals_the_uninterrupted_run(release, tmp_path):
 
 def test_killed_mid_run_leaves_a_loadable_checkpoint_and_resumes(release, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "reference_model.train", "--data", str(release), "--out", str(out), "--epochs", "4",
+    cmd = [sys.executable, "-m", "reference_model.train", "--data", str(release), "--out", str(out), "--epochs", "4", "--paper-defaults",
            "--batch-size", "200", "--save-every", "1", "--log-every", "1", "--quiet"]  # 4 x 20 steps
     proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     step = 0
@@ -249,7 +252,8 @@ def run_ddp(release: Path, out: Path, ids_dir: Path, *extra: str) -> dict:
     import shutil
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(ROOT / "tests" / "ddp_record_ids.py"),
-           str(ids_dir), "--data", str(release), "--out", str(out), "--epochs", "1", "--quiet", "--json", "--device", "cpu", *extra]
+           str(ids_dir), "--data", str(release), "--out", str(out), "--epochs", "1", "--quiet", "--json", "--device", "cpu",
+           "--paper-defaults", "--batch-size", "1000", *extra]
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=180)
     first = r.stderr
     if r.returncode != 0:  # once more: the rendezvous port can be taken by another job on a shared machine
@@ -317,7 +321,8 @@ def test_cli_bad_input_exits_2_with_one_line(release, tmp_path, capsys, argv, pa
 
 
 def test_cli_train_and_predict(release, tmp_path, capsys):
-    assert genco(["train", "--data", str(release), "--out", str(tmp_path / "m"), "--method", "wo_rl", "--quiet", "--json"]) == 0
+    assert genco(["train", "--data", str(release), "--out", str(tmp_path / "m"), "--method", "wo_rl", "--quiet", "--json",
+                  "--paper-defaults", "--batch-size", "1000"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["method"] == "wo_rl" and s["steps"] == 4
     assert genco(["predict", "--model", str(tmp_path / "m"), "--data", str(release), "--out", str(tmp_path / "p.parquet"), "--quiet"]) == 0
