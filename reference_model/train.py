@@ -98,6 +98,16 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------- train
+
+def _param_groups(policy: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """One group, or two when ``weight_decay`` > 0: the fused id table (L2-decayed) and the rest (not decayed)."""
+    if not weight_decay:
+        return [{"params": list(policy.parameters())}]
+    named = list(policy.named_parameters())
+    table = [p for n, p in named if n.endswith("ids.table.weight")]
+    rest = [p for n, p in named if not n.endswith("ids.table.weight")]
+    return [{"params": rest}, {"params": table, "weight_decay": weight_decay}]
+
 def _prepare_out(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
     """Check --out; on resume, the saved TrainConfig (only the RESUME_OVERRIDABLE fields given, i.e. not None,
     replace the saved ones) and the saved config.json."""
@@ -210,7 +220,7 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
     if isinstance(policy, GenCO) and rows.resident is not None:
         check_batch(rows.resident, policy.config)  # index ranges once for the whole shard (not per step)
     policy.to(device)
-    params = list(policy.parameters())
+    params = _param_groups(policy, cfg.weight_decay or 0.0)
     opt = torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
     gen = torch.Generator(device=device).manual_seed(_rank_seed(cfg.seed, dist_.rank))
     prog = _Progress()
@@ -396,6 +406,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    f"early stopping and model selection on their calibrated sCTR (default {ref['validation_days']} / paper 0 = none)")
     p.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better validation score, "
                    f"0 = never early (default {ref['patience']})")
+    p.add_argument("--weight-decay", type=float, default=None, help="L2 on the id-embedding table only (ours; default "
+                   f"{ref['weight_decay']:g} / paper 0)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast of the forward pass")
@@ -437,6 +449,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=args.data, out=args.out, method=args.method, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         protocol="paper" if args.paper_defaults else "reference", validation_days=args.validation_days, patience=args.patience,
+        weight_decay=args.weight_decay,
         seed=args.seed, bf16=args.bf16, max_rows=args.max_rows, resume=args.resume, packed=not args.padded,
         sparse_embeddings=args.sparse_embeddings, genco_options=GenCOConfig.parse_options(args.genco_set),
         vocab=args.vocab, hash_size_factor=args.hash_size_factor,

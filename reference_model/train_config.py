@@ -32,10 +32,10 @@ VOCAB_KINDS: tuple[str, ...] = ("hashed", "exact")
 #: reference: tuned on seed 100 of a 300 k-row default release (benchmarks/README.md, "Reference protocol"); never
 #: on a reported seed.
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    "reference": {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "validation_days": 2, "patience": 2},
-    "paper": {"optimizer": "sgd", "lr": 5e-3, "epochs": 1, "validation_days": 0, "patience": 0},
+    "reference": {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "validation_days": 2, "patience": 2, "weight_decay": 3e-4},
+    "paper": {"optimizer": "sgd", "lr": 5e-3, "epochs": 1, "validation_days": 0, "patience": 0, "weight_decay": 0.0},
 }
-PROTOCOL_FIELDS: tuple[str, ...] = ("optimizer", "lr", "epochs", "validation_days", "patience")
+PROTOCOL_FIELDS: tuple[str, ...] = ("optimizer", "lr", "epochs", "validation_days", "patience", "weight_decay")
 #: Fused id-table rows above which the auto choice is a sparse gradient. Measured (1 thread, 47k rows touched per
 #: step): the update alone, dense 2.6 / 14 / 71 / 671 ms, sparse 5 / 13 / 15 / 34 ms at 50k / 578k / 4M / 40M rows;
 #: a whole GenCO step (benchmarks/train.py): equal at 58k rows, sparse 12 % faster at 578k.
@@ -69,6 +69,9 @@ class TrainConfig:
     # the last N distinct train days are the validation rows (never trained on, never the test split); 0 = none (paper)
     validation_days: int | None = None
     patience: int | None = None  # stop after this many epochs without a better validation score; 0 = never stop early
+    # ours: L2 on the fused id table only (the ridge prior of benchmarks/learnable.py's logit: rarely shown ids shrink
+    # towards 0 instead of winning the argmax on noise); 0 = none (paper)
+    weight_decay: float | None = None
     seed: int = 0  # initial weights, policy-gradient draws (per rank), validation draws
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     bf16: bool = False  # bf16 autocast of the forward pass (GPU; works on CPU but is rarely faster)
@@ -106,6 +109,9 @@ class TrainConfig:
         for name in PROTOCOL_FIELDS:  # None = the protocol's (under --resume, None = the run's: filled by train)
             if getattr(self, name) is None and not (self.resume and name in RESUME_OVERRIDABLE):
                 setattr(self, name, PROTOCOLS[self.protocol][name])
+        wd = self.weight_decay
+        if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not 0 <= wd < float("inf")):
+            raise InvalidInputError(f"--weight-decay must be a number >= 0; got {wd!r}")
         for name in ("validation_days", "patience"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
