@@ -6,78 +6,26 @@ import shutil
 import statistics
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from genco_data import __version__
 from genco_data import leaderboard as lb
-from genco_data.format.arrow import predictions_schema
-from genco_data import BuildConfig, build_release
 from genco_data.cli import main
-from genco_data.format.components import COMPONENTS, candidates_col, choice_col, exposed_col
+from genco_data.format.components import candidates_col
 from genco_data.errors import PredictionsError, SubmissionError
-from genco_data.release import Release
-from genco_data.synth import SynthConfig, simulate
+
+from lb_factories import make_submission, pool_table, simulated_release, write_predictions
 
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("lb")
-    simulate(SynthConfig(train_rows=3000, test_rows=2000, seed=3), root / "raw", progress=False)
-    out = root / "release"
-    build_release(BuildConfig(sources=[root / "raw"], out=out, version="1.0.0"), progress=False)
-    return out
+    return simulated_release(tmp_path_factory.mktemp("lb"))
 
 
-def _test_table(release: Path) -> pa.Table:
-    files = Release.open(release).data_files("impressions", "test")
-    cols = ["impression_id"] + [candidates_col(c) for c in COMPONENTS] + [exposed_col(c) for c in COMPONENTS]
-    return pa.concat_tables(pq.read_table(f, columns=cols) for f in files)
-
-
-def _write_predictions(release: Path, path: Path, seed: int, policy: str = "random") -> Path:
-    """A policy's choices as a predictions file (vectorized): uniform-random or 'first element'."""
-    table = _test_table(release)
-    rng = np.random.default_rng(seed)
-    cols = {"impression_id": table["impression_id"]}
-    for c in COMPONENTS:
-        n = pc.list_value_length(table[candidates_col(c)]).to_numpy(zero_copy_only=False).astype(np.int64)
-        pick = np.floor(rng.random(len(n)) * np.maximum(n, 1)).astype(np.int16) if policy == "random" else np.zeros(len(n), np.int16)
-        cols[choice_col(c)] = pa.array(pick, pa.int16(), mask=n == 0)
-    pq.write_table(pa.table(cols, schema=predictions_schema(with_scores=False)), path)
-    return path
-
-
-def _submission(release: Path, folder: Path, seeds=(0, 1, 2, 3, 4), policy="random", **over) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    preds = []
-    for s in seeds:
-        p = _write_predictions(release, folder / f"seed{s}.parquet", s, policy)
-        preds.append({"seed": s, "path": p.name, "sha256": lb.sha256_file(p)})
-    rel = Release.open(release)
-    sub = {
-        "method": f"Test {policy}",
-        "authors": ["A. Tester"],
-        "contact": "tester@example.org",
-        "code_url": "https://example.org/code",
-        "command": "python make_predictions.py",
-        "dataset": str(release),
-        "dataset_version": rel.manifest.dataset_version,
-        "manifest_sha256": lb.sha256_file(release / "manifest.json"),
-        "genco_data_version": __version__,
-        "predictions": preds,
-        "n_parameters": 0,
-        "hardware": "2 CPU cores",
-        "external_data": False,
-        "used_test_labels": False,
-    }
-    sub.update(over)
-    path = folder / "submission.json"
-    path.write_text(json.dumps(sub, indent=2))
-    return path
+def _submission(release: Path, folder: Path, **kw) -> Path:
+    """lb_factories' submission, naming the release folder as its dataset."""
+    return make_submission(release, folder, **{"dataset": str(release), **kw})
 
 
 def _direct(release: Path, folder: Path, seeds=(0, 1, 2, 3, 4)) -> dict[str, list[float]]:
@@ -202,7 +150,7 @@ def test_not_parquet_and_oversized_files_are_refused(good_submission, release, m
     with pytest.raises(SubmissionError, match="seed 4: .* not a Parquet file"):
         lb.verify_submission(sub, release)
     monkeypatch.setattr("genco_data.leaderboard.rules.MAX_PREDICTIONS_BYTES", 100)
-    fresh = _write_predictions(release, good_submission.parent / "fresh.parquet", 4)
+    fresh = write_predictions(release, good_submission.parent / "fresh.parquet", 4)
     sub = _replace_seed_file(good_submission, 4, fresh.read_bytes())
     with pytest.raises(SubmissionError, match="over the 100-byte limit"):
         lb.verify_submission(sub, release)
@@ -215,7 +163,7 @@ def test_broken_predictions_are_refused_by_the_evaluator(good_submission, releas
         "missing": table.slice(1),
         "duplicate": pa.concat_tables([table, table.slice(0, 1)]),
     }
-    scores = pa.array([[float("nan")] * len(x) if x else None for x in _test_table(release)[candidates_col("title")].to_pylist()],
+    scores = pa.array([[float("nan")] * len(x) if x else None for x in pool_table(release)[candidates_col("title")].to_pylist()],
                       pa.list_(pa.float32()))
     cases["nan_scores"] = table.append_column("title_scores", scores)
     for name, bad in cases.items():
