@@ -26,13 +26,15 @@ from genco_data.format.components import (
 )
 
 START = dt.date(2024, 3, 1)
+#: The first test day of :func:`make_impressions`' default days (4 train days from START, then 2 test days).
+TSD = START + dt.timedelta(days=4)
 
 
 def make_impressions(
     n: int,
     *,
     seed: int = 0,
-    train_days: int = 4,
+    train_days: int = 4,  # TSD assumes this default
     test_days: int = 2,
     start: dt.date = START,
     prefix: str = "imp",

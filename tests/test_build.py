@@ -18,7 +18,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from factories import START, make_impressions, set_cells, write_csv, write_jsonl, write_parquet, write_world
+from factories import TSD, make_impressions, set_cells, write_csv, write_jsonl, write_parquet, write_world
 from genco_data.format.arrow import impressions_schema
 from genco_data import BuildConfig, build_release
 from genco_data.build import row_bytes
@@ -27,7 +27,6 @@ from genco_data.format.components import UNIFORM
 from genco_data.errors import BuildError, InvalidInputError, SchemaError
 from genco_data.release import Release, verify_release
 
-TSD = START + dt.timedelta(days=4)
 EXTRA = ["reason", "source_file", "source_row"]
 
 

@@ -2,7 +2,6 @@
 the statistics' sketches, symlinks, the writer lock, one-line refusals."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 import genco_data.build.engines.local as local_engine
 import genco_data.build.ingest as ingest_module
 import genco_data.build.passes as passes_module
-from factories import START, make_impressions, set_cells, write_jsonl, write_parquet, write_world
+from factories import TSD, make_impressions, set_cells, write_jsonl, write_parquet, write_world
 from genco_data.build.builder import build_release
 from genco_data.build.plan import MIN_SHARD_ROWS, BuildConfig, auto_rows_per_shard
 from genco_data.build.sketch import DistinctCounter, _settled
@@ -27,7 +26,6 @@ from genco_data.errors import BuildError, InvalidInputError, LockedError
 from genco_data.release import Release
 
 ROOT = Path(__file__).resolve().parents[1]
-TSD = START + dt.timedelta(days=4)
 
 
 def _build(sources, out, **kw):

@@ -2,7 +2,6 @@
 the top-level DATASET_CARD.md kept equal to a fresh render of the embedded default release."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import shutil
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factories import START, make_impressions, write_parquet, write_world
+from factories import TSD, make_impressions, write_parquet, write_world
 from genco_data import card, pipeline
 from genco_data.format.arrow import impressions_schema
 from genco_data import BuildConfig, build_release
@@ -22,7 +21,6 @@ from genco_data.format.records import ImpressionRow
 from genco_data.release import Release, verify_release
 
 ROOT = Path(__file__).resolve().parents[1]
-TSD = START + dt.timedelta(days=4)
 REGENERATE = "regenerate with `genco card --default` from the repository root (see the README, Publishing a version)"
 
 

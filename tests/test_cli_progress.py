@@ -1,7 +1,6 @@
 """Progress bars draw on a terminal and nowhere else: on a pipe or a log a failure is exactly one line."""
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import os
 import pty
@@ -13,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from factories import START, make_impressions, write_parquet
+from factories import TSD, make_impressions, write_parquet
 from genco_data import BuildConfig, build_release
 
 ROOT = Path(__file__).resolve().parents[1]
-TSD = START + dt.timedelta(days=4)  # make_impressions: 4 train days, then 2 test days
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ stream. The counts of the last run are in :data:`TALLY`.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import random
@@ -24,13 +23,12 @@ from pathlib import Path
 import pytest
 
 import genco_data.card.card as card_module
-from factories import START, make_impressions, write_csv, write_jsonl, write_parquet, write_world
+from factories import TSD, make_impressions, write_csv, write_jsonl, write_parquet, write_world
 from genco_data.cli import main
 from genco_data.pipeline import BuildConfig, build_release
 from genco_data.release import Release, verify_release
 from lb_factories import make_submission
 
-TSD = START + dt.timedelta(days=4)
 CASES = int(os.environ.get("GENCO_FUZZ_CASES", "6"))
 SEED = int(os.environ.get("GENCO_FUZZ_SEED", "20261201"))
 TALLY: Counter = Counter()

@@ -8,7 +8,6 @@ id; and the promises: dry-run touches nothing, publishing twice is a no-op, an i
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from factories import START, make_impressions, set_cells, write_parquet, write_world
+from factories import TSD, make_impressions, set_cells, write_parquet, write_world
 from genco_data import hub
 from genco_data import BuildConfig, build_release
 from genco_data.card.options import CardOptions
@@ -31,7 +30,6 @@ from genco_data.release import Release, verify_release
 from hub_standin import METHODS, LocalHub, hub_methods_used, signature_mismatches
 
 ROOT = Path(__file__).resolve().parents[1]
-TSD = START + dt.timedelta(days=4)
 REPO = "genco-org/creatives"
 SECRET = "secret-value-5e1f"
 

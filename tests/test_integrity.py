@@ -9,7 +9,6 @@ file of a release, sample shards and ``world/`` included.)
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import pytest
 
 import genco_data.card.card as card_module
 import genco_data.release as release_module
-from factories import START, make_impressions, read_manifest as _manifest, write_csv, write_parquet, write_manifest as _write_manifest, write_world
+from factories import TSD, make_impressions, read_manifest as _manifest, write_csv, write_manifest as _write_manifest, write_parquet, write_world
 from genco_data import BuildConfig, build_release
 from genco_data.cli import main
 from genco_data.format.components import COMPONENTS, exposed_col
@@ -35,7 +34,6 @@ from genco_data.errors import BackwardCompatibilityError, GencoError, IntegrityE
 from genco_data.release import Release, verify_checksums, verify_release
 
 ROOT = Path(__file__).resolve().parents[1]
-TSD = START + dt.timedelta(days=4)
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import genco_data.card.card as card_module
-from factories import START, make_impressions, set_cells, write_csv, write_jsonl, write_parquet
+from factories import START, TSD, make_impressions, set_cells, write_csv, write_jsonl, write_parquet
 from genco_data import BuildConfig, build_release
 from genco_data.format.components import COMPONENTS, candidates_col, exposed_col
 from genco_data.release import Release
 
-TSD = START + dt.timedelta(days=4)
 ROWS = 300
 WRITERS = {"parquet": write_parquet, "csv": write_csv, "jsonl": write_jsonl}
 PROPERTY = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import datetime as dt  # noqa: E402
 import shutil  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -16,7 +15,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
-from factories import START, make_impressions, read_manifest as _manifest, write_parquet, write_manifest as _write_manifest, write_world  # noqa: E402
+from factories import TSD, make_impressions, read_manifest as _manifest, write_manifest as _write_manifest, write_parquet, write_world  # noqa: E402
 from genco_data import BuildConfig, build_release  # noqa: E402
 from genco_data.card import card_front_matter  # noqa: E402
 from genco_data.pipeline import render_release_card  # noqa: E402
@@ -25,7 +24,6 @@ from genco_data.errors import ForwardCompatibilityError, IntegrityError  # noqa:
 from genco_data.release import Release, verify_release  # noqa: E402
 from genco_data.build.stats import format_stats, release_stats  # noqa: E402
 
-TSD = START + dt.timedelta(days=4)
 
 
 @pytest.fixture(scope="module")

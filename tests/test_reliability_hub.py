@@ -3,7 +3,6 @@ its repo and Hub failures are one line (#17) — against the on-disk stand-in, a
 port (offline) and a local HTTP server that answers 401 (unauthenticated)."""
 from __future__ import annotations
 
-import datetime as dt
 import http.server
 import json
 import os
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import START, make_impressions, write_parquet, write_world
+from factories import TSD, make_impressions, write_parquet, write_world
 from genco_data import hub
 from genco_data.card.card import REPO_PLACEHOLDER
 from genco_data.card.options import CardOptions
@@ -27,7 +26,6 @@ from genco_data.release import Release, verify_release
 from hub_standin import LocalHub
 
 ROOT = Path(__file__).resolve().parents[1]
-TSD = START + dt.timedelta(days=4)
 REPO = "genco-org/creatives"
 
 

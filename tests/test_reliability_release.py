@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import START, make_impressions, read_manifest, write_manifest, write_parquet, write_world
+from factories import TSD, make_impressions, read_manifest, write_manifest, write_parquet, write_world
 from genco_data.card.card import card_text
 from genco_data.card.figures import figure_data
 from genco_data.card.options import CardOptions
@@ -32,7 +31,6 @@ from genco_data.pipeline import BuildConfig, build_release, data_manifest, rende
 from genco_data.release import Release, check_world, verify_checksums, verify_release
 
 ROOT = Path(__file__).resolve().parents[1]
-TSD = START + dt.timedelta(days=4)
 
 
 @pytest.fixture(scope="module")

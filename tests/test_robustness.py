@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import genco_data.card.card as card_module
-from factories import START, make_impressions, set_cells
+from factories import TSD, make_impressions, set_cells
 from genco_data.format.arrow import impressions_schema
 from genco_data import BuildConfig, build_release
 from genco_data.cli import main
@@ -46,7 +46,6 @@ from genco_data.format.components import COMPONENTS, PAD_TO, candidates_col
 from genco_data.errors import BuildError, InvalidInputError, SchemaError
 from genco_data.release import Release, verify_release
 
-TSD = START + dt.timedelta(days=4)  # factories: 4 train days, then 2 test days
 BASE_ROWS = 40
 EXTRA = ["reason", "source_file", "source_row"]
 MAX_REJECT_RATE = 0.5

@@ -3,19 +3,17 @@
 nothing is written."""
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
 
-from factories import START, make_impressions, write_parquet, write_world
+from factories import TSD, make_impressions, write_parquet, write_world
 from genco_data import BuildConfig, build_release
 from genco_data.card.options import CardOptions
 from genco_data.cli import main
 from genco_data.errors import InvalidInputError
 from genco_data.format.records import is_repo_id
 
-TSD = START + dt.timedelta(days=4)
 
 BAD_REPOS = {
     "trailing newline": "org/name\n",

@@ -3,18 +3,16 @@
 page says who gets what."""
 from __future__ import annotations
 
-import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
 
-from factories import START, make_impressions, write_parquet, write_world
+from factories import TSD, make_impressions, write_parquet, write_world
 from genco_data import BuildConfig, build_release
 from genco_data.leaderboard.board import HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
-TSD = START + dt.timedelta(days=4)
 TRUTH = ("The ground truth (`world/`) is kept by the maintainer; the published `manifest.json` pins its sha256; "
          "entries are scored against it with `genco leaderboard verify --world`; make your own worlds with "
          "`genco synth --seed N`.")

@@ -2,18 +2,16 @@
 (:func:`genco_data.format.records.is_semver`): matched whole, ASCII digits only, no leading zeros."""
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
 
-from factories import START, make_impressions, write_parquet
+from factories import TSD, make_impressions, write_parquet
 from genco_data import BuildConfig
 from genco_data.cli import main
 from genco_data.errors import InvalidInputError
 from genco_data.format.records import is_semver
 
-TSD = START + dt.timedelta(days=4)
 
 BAD_VERSIONS = {
     "trailing newline": "1.0.0\n",

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pytest
 from pydantic import ValidationError
 
-from factories import START, make_impressions, set_cells
+from factories import TSD, make_impressions, set_cells
 from genco_data.format.arrow import impressions_schema
 from genco_data.errors import SchemaError
 from genco_data.format.records import ROW_COLUMNS, ImpressionRow
@@ -18,7 +18,6 @@ from genco_data.build.coerce import coerce
 from genco_data.build.unique import IdSet, hash_strings
 from genco_data.build.validate import REASONS, row_reasons, validate
 
-TSD = START + dt.timedelta(days=4)  # factories: 4 train days, then test days
 
 
 @pytest.fixture(scope="module")
