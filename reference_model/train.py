@@ -220,7 +220,7 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
     if isinstance(policy, GenCO) and rows.resident is not None:
         check_batch(rows.resident, policy.config)  # index ranges once for the whole shard (not per step)
     policy.to(device)
-    params = _param_groups(policy, cfg.weight_decay or 0.0)
+    params = _param_groups(policy, cfg.weight_decay)
     opt = torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
     gen = torch.Generator(device=device).manual_seed(_rank_seed(cfg.seed, dist_.rank))
     prog = _Progress()
