@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from genco_data.errors import InvalidInputError
 from genco_data.format.components import COMPONENTS, PAD_TO, candidates_col, exposed_col, propensity_col
-from genco_data.load import kernels
+from genco_data.load import buffers, kernels
 from genco_data.load.columns import (
     _INT_FIELDS,
     _as_array,
@@ -32,7 +32,7 @@ from genco_data.load.columns import (
 #: Tables that must be hashed (with the current hash) for the fused path to run.
 FUSED_NAMES: tuple[str, ...] = (*COMPONENTS, "query_segments")
 #: The block fields pad_pools writes, in its argument order.
-_POOL_FIELDS = ("candidates", "original_index", "exposed", "n_candidates", "propensity")
+_POOL_FIELDS = ("candidates", "mask", "original_index", "exposed", "n_candidates", "propensity")
 #: Value dtypes the kernels are compiled for (others are cast to one of these first).
 _KERNEL_DTYPES = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
                                          np.uint64, np.float32, np.float64)}
@@ -112,7 +112,7 @@ def pad_block_fused(
     one must be), ``("direct", codes)``; a context id table absent from it goes through ``vocabs.lookup``.
     Raises :class:`NeedsReference` when a pool column holds a bad row (the caller lets the numpy path raise)."""
     B = table.num_rows
-    out = kernels.empty_outputs(B, max_segments)
+    out = buffers.arrays(kernels.block_fields(B, max_segments))
     C = len(COMPONENTS)
     offsets = np.empty((C, B + 1), np.int64)
     values = []
@@ -128,12 +128,10 @@ def pad_block_fused(
     pv, pb, p0 = _stacked([_as_array(table.column(propensity_col(c))) for c in COMPONENTS], np.float32)
     salts = np.array([tables[c][1] for c in COMPONENTS], np.uint64)
     ks = np.array([tables[c][2] for c in COMPONENTS], np.uint64)
-    kept = np.minimum(np.diff(offsets, axis=1).T, PAD_TO)  # [B, C]
-    out["mask"] = np.take(kernels.MASK_BY_KEPT, kept, axis=0)
-    out["original_index"] = np.take(kernels.ORIG_BY_KEPT, kept, axis=0)
     bad_e, bad_p = np.full(C, -1, np.int64), np.full(C, -1, np.int64)
+    work = buffers.scratch(sum(len(v) for v in values), np.int64)
     kernels.pad_pools(offsets, tuple(values), ev, eb, e0, pv, pb, p0, salts, ks,
-                      *(out[f].reshape(-1) for f in _POOL_FIELDS), bad_e, bad_p)
+                      *(out[f].reshape(-1) for f in _POOL_FIELDS), bad_e, bad_p, work)
     if (bad_e >= 0).any() or (bad_p >= 0).any():
         raise NeedsReference
     out["click"] = _checked_click(table, where)
@@ -147,16 +145,16 @@ def pad_block_fused(
                 idx[~valid] = 0
             out[name] = idx
             continue
-        res = np.empty(B, np.int64)
+        res = out[name]
         if spec[0] == "direct":
             kernels.direct_column(*_parts(arr), int(spec[1]), res)
         else:
             kernels.hash_column(*_parts(arr), *_table_args(spec), res)
-        out[name] = res
     out["category"] = vocabs.lookup_category(_as_array(table.column("category")))
     offs, vals = _list_parts(_as_array(table.column("query_segments")), "query_segments")
-    kernels.pad_lists(offs, vals.to_numpy(), *_table_args(tables["query_segments"]), out["query_segments"],
-                      out["query_segments_mask"])
+    segs = vals.to_numpy()
+    kernels.pad_lists(offs, segs, *_table_args(tables["query_segments"]), out["query_segments"],
+                      out["query_segments_mask"], buffers.scratch(len(segs), np.int64))
     out["impression_id"] = _as_array(table.column("impression_id"))
     return out
 

@@ -27,6 +27,10 @@ import pyarrow.parquet as pq
 from genco_data.load.padding import REQUIRED_COLUMNS, _check_schema
 from genco_data.load.sources import _ArrowRows
 
+#: Columns read dictionary-encoded from Parquet: the category strings (a handful of distinct words) come out as
+#: indices into the row group's dictionary, which the vocabulary looks up once per word, instead of being
+#: decoded into one string per row and dictionary-encoded again.
+_DICTIONARY_COLUMNS = ("category",)
 #: Rows per unit of an in-memory source (its shuffling granularity: rows of one block stay together until the buffer).
 SHUFFLE_BLOCK = 4096
 
@@ -108,7 +112,7 @@ class ParquetTables:
         if self._open is None or self._open[0] != fi:
             if self._open is not None:
                 self._open[1].close()
-            self._open = (fi, pq.ParquetFile(self.files[fi], memory_map=True))
+            self._open = (fi, pq.ParquetFile(self.files[fi], memory_map=True, read_dictionary=_DICTIONARY_COLUMNS))
         return self._open[1]
 
     def tables(self, u: Unit, a: int, b: int) -> Iterator[tuple[pa.Table, _Where]]:

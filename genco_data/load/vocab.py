@@ -221,18 +221,33 @@ class Vocabularies:
         return out
 
     def lookup_category(self, values: pa.Array) -> np.ndarray:
-        """Table rows of a string array; null → 0, unknown (exact) → 1."""
-        if self.category_buckets is None:
+        """Table rows of a string (or dictionary-encoded string) array; null → 0, unknown (exact) → 1.
+
+        A dictionary array (what the cold loader reads from Parquet, ``read_dictionary``) costs one lookup per
+        distinct word and one gather; a plain string array is dictionary-encoded first when hashed."""
+        if self.category_buckets is None and not pa.types.is_dictionary(values.type):
             pos = pc.index_in(values, value_set=self._category_set)
             out = pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64) + FIRST_INDEX
-        else:  # hash each distinct string of the batch once
+        else:  # each distinct string of the batch once
             enc = values.dictionary_encode() if not pa.types.is_dictionary(values.type) else values
-            words = enc.dictionary.to_pylist()
-            rows = np.array([self._category_row(w) for w in words] or [PAD_INDEX], np.int64)
-            out = rows[enc.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)]
+            rows = self._category_rows_of(enc.dictionary)
+            ind = enc.indices.fill_null(0) if enc.indices.null_count else enc.indices
+            out = rows.take(ind.to_numpy(zero_copy_only=False), mode="clip")
         if values.null_count:
             out[np.asarray(values.is_null())] = PAD_INDEX
         return out
+
+    def _category_rows_of(self, words: pa.Array) -> np.ndarray:
+        """Table rows of the distinct ``words`` (int64, never empty: [PAD_INDEX] for none)."""
+        if not len(words):
+            return np.array([PAD_INDEX], np.int64)
+        if self.category_buckets is None:
+            pos = pc.index_in(words, value_set=self._category_set)
+            rows = pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64) + FIRST_INDEX
+            if words.null_count:
+                rows[np.asarray(words.is_null())] = PAD_INDEX
+            return rows
+        return np.array([self._category_row(w) for w in words.to_pylist()], np.int64)
 
     def _category_row(self, word: str | None) -> int:
         if word is None:

@@ -1,0 +1,91 @@
+"""Reused memory for the padded blocks of the compiled path: one buffer per block, recycled once unreferenced.
+
+A padded block of 16,384 rows is ~21 MB. Allocated field by field with ``np.empty``, its largest arrays come
+from fresh ``mmap`` pages each time (glibc maps allocations at or above its mmap threshold, and the candidates
+array of a full block is always exactly that size), so every block paid ~5,000 page faults (kernel time: ~10 %
+of the cold loader's CPU on the default release) and wrote to cold memory. Here a block's fields are views of
+one ``uint8`` buffer (each field 64-byte aligned, C-contiguous, of its own dtype and shape), and a buffer is
+handed out again only when *nothing* references it any more: every numpy view, and every tensor made from one
+by ``torch.from_numpy``, holds a reference to the buffer, so its reference count returns to the pool's own
+exactly when the last batch of the block is gone (CPython reference counting; checked under a lock, so two
+threads never get the same buffer). A batch that is kept (a list of batches, a prefetch queue, a shuffle
+buffer) keeps its block's buffer out of the pool; the pool then allocates another one.
+
+At most :data:`KEEP` buffers are kept per process (~21 MB each at the default block size); the largest
+requests win a slot. :func:`release` empties the pool.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: Buffers the pool keeps (a reader alternates two: the block being cut into batches and the next one).
+KEEP = 3
+_ALIGN = 64
+_lock = threading.Lock()
+_pool: list[np.ndarray] = []
+_local = threading.local()
+
+
+def _up(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
+
+
+def _free(i: int) -> bool:
+    """Whether pooled buffer ``i`` is referenced by the pool only (the list and getrefcount's argument)."""
+    return sys.getrefcount(_pool[i]) == 2
+
+
+def take(nbytes: int) -> np.ndarray:
+    """A ``uint8`` array of ``nbytes`` bytes (contents undefined), from a free pooled buffer when one is large
+    enough, else newly allocated (and pooled when there is room, or in place of a smaller free one)."""
+    with _lock:
+        for i in range(len(_pool)):
+            if _pool[i].nbytes >= nbytes and _free(i):
+                return _pool[i][:nbytes]
+        fresh = np.empty(_up(max(nbytes, 1)), np.uint8)
+        if len(_pool) < KEEP:
+            _pool.append(fresh)
+        else:
+            free = [i for i in range(len(_pool)) if _free(i)]
+            if free:
+                i = min(free, key=lambda j: _pool[j].nbytes)
+                if _pool[i].nbytes < fresh.nbytes:
+                    _pool[i] = fresh
+        return fresh[:nbytes]
+
+
+def scratch(n: int, dtype: Any) -> np.ndarray:
+    """A per-thread work array of ``n`` items of ``dtype`` (contents undefined), valid until this thread's next
+    call: for what a kernel uses only while it runs."""
+    nbytes = n * np.dtype(dtype).itemsize
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _local.buf = np.empty(_up(max(nbytes, 1) + nbytes // 4), np.uint8)
+    return buf[:nbytes].view(dtype)
+
+
+def arrays(fields: Sequence[tuple[str, Any, tuple[int, ...]]]) -> dict[str, np.ndarray]:
+    """``{name: array}`` of uninitialised C-contiguous arrays (``(name, dtype, shape)`` each), views of one
+    pooled buffer, each starting on a 64-byte boundary."""
+    sizes = [_up(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize) for _, dtype, shape in fields]
+    buf = take(sum(sizes))
+    out, pos = {}, 0
+    for (name, dtype, shape), size in zip(fields, sizes):
+        n = int(np.prod(shape, dtype=np.int64))
+        out[name] = buf[pos : pos + n * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+        pos += size
+    return out
+
+
+def release() -> None:
+    """Drop the pooled buffers (their memory is freed once nothing references them)."""
+    with _lock:
+        _pool.clear()
+
+
+__all__ = ["KEEP", "take", "scratch", "arrays", "release"]
