@@ -16,6 +16,7 @@ requests win a slot. :func:`release` empties the pool.
 """
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from collections.abc import Sequence
@@ -72,14 +73,14 @@ def scratch(n: int, dtype: Any) -> np.ndarray:
 def arrays(fields: Sequence[tuple[str, Any, tuple[int, ...]]]) -> dict[str, np.ndarray]:
     """``{name: array}`` of uninitialised C-contiguous arrays (``(name, dtype, shape)`` each), views of one
     pooled buffer, each starting on a 64-byte boundary."""
-    sizes = [_up(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize) for _, dtype, shape in fields]
-    buf = take(sum(sizes))
-    out, pos = {}, 0
-    for (name, dtype, shape), size in zip(fields, sizes):
-        n = int(np.prod(shape, dtype=np.int64))
-        out[name] = buf[pos : pos + n * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
-        pos += size
-    return out
+    spans = []
+    pos = 0
+    for name, dtype, shape in fields:
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        spans.append((name, dtype, shape, pos, pos + nbytes))
+        pos += _up(nbytes)
+    buf = take(pos)
+    return {name: buf[a:b].view(dtype).reshape(shape) for name, dtype, shape, a, b in spans}
 
 
 def release() -> None:

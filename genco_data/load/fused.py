@@ -129,7 +129,7 @@ def pad_block_fused(
     salts = np.array([tables[c][1] for c in COMPONENTS], np.uint64)
     ks = np.array([tables[c][2] for c in COMPONENTS], np.uint64)
     bad_e, bad_p = np.full(C, -1, np.int64), np.full(C, -1, np.int64)
-    work = buffers.scratch(sum(len(v) for v in values), np.int64)
+    work = buffers.scratch(sum(len(v) for v in values) + kernels.LANE_PAD, np.int64)
     kernels.pad_pools(offsets, tuple(values), ev, eb, e0, pv, pb, p0, salts, ks,
                       *(out[f].reshape(-1) for f in _POOL_FIELDS), bad_e, bad_p, work)
     if (bad_e >= 0).any() or (bad_p >= 0).any():

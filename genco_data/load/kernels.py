@@ -27,7 +27,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from llvmlite import ir
 from numba import njit
+from numba.core import types
+from numba.extending import intrinsic
 
 from genco_data.format.components import N_COMPONENTS, PAD_TO
 
@@ -128,6 +131,52 @@ MASK_BY_KEPT = np.arange(_P + 1)[:, None] > np.arange(_P)
 ORIG_BY_KEPT = np.where(MASK_BY_KEPT, np.arange(_P), -1).astype(np.int16)
 
 
+# -- wide stores (numba intrinsics): numba compiles the fixed 15-slot loops of a pool into 45 scalar stores (it
+# cannot rule out that the output arrays alias); these write a pool's slots as two 8-lane vectors (candidates)
+# and 8-byte words (mask, original index) instead: ~25 % less kernel time on the default release.
+#: Mask / original-index bytes of a pool with k kept slots as 8-byte words (native byte order): mask bytes
+#: [0, 8) and [7, 15), original-index bytes [0, 8), [8, 16), [16, 24), [22, 30) (overlapping words agree).
+MASK_WORDS = np.stack([MASK_BY_KEPT.astype(np.uint8)[:, a : a + 8].copy().view(np.uint64)[:, 0] for a in (0, 7)], axis=1)
+ORIG_WORDS = np.stack([ORIG_BY_KEPT.view(np.uint8)[:, a : a + 8].copy().view(np.uint64)[:, 0] for a in (0, 8, 16, 22)], axis=1)
+#: Elements of ``scratch`` past the last hashed id that :func:`pad_pools` may read (two 8-lane loads per pool).
+LANE_PAD = 16
+_V8 = ir.VectorType(ir.IntType(64), 8)
+
+
+def _data_ptr(context, builder, arytype, ary, byte_off, elty):  # type: ignore[no-untyped-def]
+    a = context.make_array(arytype)(context, builder, ary)
+    base = builder.bitcast(a.data, ir.IntType(8).as_pointer())
+    return builder.bitcast(builder.gep(base, [byte_off]), elty.as_pointer())
+
+
+@intrinsic
+def _store_word(typingctx, arr, byte_off, value):  # type: ignore[no-untyped-def]
+    """The 8 bytes of ``value`` (uint64) at byte ``byte_off`` of ``arr``'s data (unaligned store)."""
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        ptr = _data_ptr(context, builder, sig.args[0], args[0], args[1], ir.IntType(64))
+        builder.store(context.cast(builder, args[2], sig.args[2], types.uint64), ptr, align=1)
+        return context.get_dummy_value()
+    return types.void(arr, byte_off, value), codegen
+
+
+@intrinsic
+def _copy_lanes(typingctx, dst, d_off, src, s_off, n):  # type: ignore[no-untyped-def]
+    """``dst[d_off + s] = src[s_off + s] if s < n else 0`` for s in [0, 8) (int64 arrays, element offsets): one
+    8-lane load, select and store. Reads all 8 elements ``src[s_off : s_off + 8]`` whatever ``n``."""
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        eight = ir.Constant(ir.IntType(64), 8)
+        pd = _data_ptr(context, builder, sig.args[0], args[0], builder.mul(args[1], eight), _V8)
+        ps = _data_ptr(context, builder, sig.args[2], args[2], builder.mul(args[3], eight), _V8)
+        v = builder.load(ps, align=8)
+        nn = builder.insert_element(ir.Constant(_V8, ir.Undefined), context.cast(builder, args[4], sig.args[4], types.int64),
+                                    ir.Constant(ir.IntType(32), 0))
+        nn = builder.shuffle_vector(nn, ir.Constant(_V8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+        keep = builder.icmp_signed("<", ir.Constant(_V8, list(range(8))), nn)
+        builder.store(builder.select(keep, v, ir.Constant(_V8, [0] * 8)), pd, align=8)
+        return context.get_dummy_value()
+    return types.void(dst, d_off, src, s_off, n), codegen
+
+
 @_jit
 def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit0, salts, ks,
               cand, mask, orig, exposed, n_cand, prop, bad_e, bad_p, scratch):  # type: ignore[no-untyped-def]
@@ -137,7 +186,7 @@ def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit
     (a tuple of C int64 arrays, the Arrow buffers), the shown index ``e_values`` [C, B] (any int dtype) with its
     validity bitmaps ``e_bits`` uint8 [C, nbytes] (all ones = no nulls) from bit ``e_bit0[c]``, the propensity
     ``p_values`` float32 [C, B] with ``p_bits`` / ``p_bit0``, the table's ``salts[c]`` and ``ks[c]`` (uint64);
-    ``scratch`` int64 [>= sum of len(values[c])].
+    ``scratch`` int64 [>= sum of len(values[c]) + LANE_PAD] (checked).
     Writes flat C-order views of ``cand`` int64 [B, C, P], ``mask`` bool, ``orig`` int16 [B, C, P], ``exposed``
     int64 [B, C] (slot of the shown element, -1 when absent), ``n_cand`` int64 (pool size), ``prop`` float32 (0
     when absent): every byte, padding included. A pool of n > P keeps slots 0..P-1, or 0..P-2 then the shown
@@ -154,7 +203,13 @@ def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit
     (0, 1] where ``n > 0`` (null = NaN fails). Rows past a bad one are still written (the caller raises).
     """
     B = len(exposed) // _C
+    mask_words, orig_words = MASK_WORDS, ORIG_WORDS
     first = np.empty(_C, np.int64)  # where component c's hashed ids start in scratch
+    pos = 0
+    for ci in range(_C):
+        pos += len(values[ci])
+    if len(scratch) < pos + LANE_PAD:  # the 8-lane loads read up to 15 elements past a pool's start
+        raise ValueError("pad_pools: scratch too small")
     pos = 0
     for ci in range(_C):
         vals = values[ci]
@@ -185,10 +240,12 @@ def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit
                 prop[r] = np.float32(0.0)
             kept = min(n, _P)
             base = r * _P
-            for s in range(_P):
-                cand[base + s] = scratch[h + s] if s < kept else _PAD
-                mask[base + s] = s < kept
-                orig[base + s] = s if s < kept else -1
+            _copy_lanes(cand, base, scratch, h, kept)  # slots 0..7, then 7..14 (slot 7 written twice, alike)
+            _copy_lanes(cand, base + 7, scratch, h + 7, kept - 7)
+            _store_word(mask, base, mask_words[kept, 0])
+            _store_word(mask, base + 7, mask_words[kept, 1])
+            for w in range(4):
+                _store_word(orig, 2 * base + (22 if w == 3 else 8 * w), orig_words[kept, w])
             if n > _P and _P <= e < n:  # never drop the shown element: it takes the last slot
                 cand[base + _P - 1] = scratch[h + e]
                 orig[base + _P - 1] = e
