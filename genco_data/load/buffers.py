@@ -16,6 +16,7 @@ requests win a slot. :func:`release` empties the pool.
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import threading
@@ -70,16 +71,22 @@ def scratch(n: int, dtype: Any) -> np.ndarray:
     return buf[:nbytes].view(dtype)
 
 
-def arrays(fields: Sequence[tuple[str, Any, tuple[int, ...]]]) -> dict[str, np.ndarray]:
-    """``{name: array}`` of uninitialised C-contiguous arrays (``(name, dtype, shape)`` each), views of one
-    pooled buffer, each starting on a 64-byte boundary."""
+@functools.lru_cache(maxsize=32)
+def _layout(fields: tuple[tuple[str, Any, tuple[int, ...]], ...]) -> tuple[int, tuple[tuple[str, Any, tuple[int, ...], int, int], ...]]:
     spans = []
     pos = 0
     for name, dtype, shape in fields:
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-        spans.append((name, dtype, shape, pos, pos + nbytes))
+        spans.append((name, np.dtype(dtype), shape, pos, pos + nbytes))
         pos += _up(nbytes)
-    buf = take(pos)
+    return pos, tuple(spans)
+
+
+def arrays(fields: Sequence[tuple[str, Any, tuple[int, ...]]]) -> dict[str, np.ndarray]:
+    """``{name: array}`` of uninitialised C-contiguous arrays (``(name, dtype, shape)`` each), views of one
+    pooled buffer, each starting on a 64-byte boundary."""
+    total, spans = _layout(tuple(fields))
+    buf = take(total)
     return {name: buf[a:b].view(dtype).reshape(shape) for name, dtype, shape, a, b in spans}
 
 

@@ -45,6 +45,7 @@ class NeedsReference(Exception):
 
 _NO_BITS = np.empty(0, np.uint8)
 _NO_BITS.flags.writeable = False
+_DTYPES: dict[pa.DataType, np.dtype] = {}  # Arrow primitive type -> numpy dtype (to_pandas_dtype is slow-ish)
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -60,7 +61,9 @@ def _parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, int]:
     if pa.types.is_boolean(arr.type):
         values = arr.fill_null(False).to_numpy(zero_copy_only=False).view(np.int8)
     else:
-        dtype = np.dtype(arr.type.to_pandas_dtype())
+        dtype = _DTYPES.get(arr.type)
+        if dtype is None:
+            dtype = _DTYPES[arr.type] = np.dtype(arr.type.to_pandas_dtype())
         if dtype not in _KERNEL_DTYPES:  # e.g. float16: the numpy path casts it to float32 too
             return _parts(arr.cast(pa.float32() if pa.types.is_floating(arr.type) else pa.int64()))
         buf = arr.buffers()[1]
@@ -154,7 +157,7 @@ def pad_block_fused(
     offs, vals = _list_parts(_as_array(table.column("query_segments")), "query_segments")
     segs = vals.to_numpy()
     kernels.pad_lists(offs, segs, *_table_args(tables["query_segments"]), out["query_segments"],
-                      out["query_segments_mask"], buffers.scratch(len(segs), np.int64))
+                      out["query_segments_mask"], buffers.scratch(len(segs) + kernels.LANE_PAD, np.int64))
     out["impression_id"] = _as_array(table.column("impression_id"))
     return out
 

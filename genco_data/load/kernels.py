@@ -111,20 +111,6 @@ def _hash_into(vals, salt, k, out):  # type: ignore[no-untyped-def]
             out[i] = _bucket(vals[i], salt, k, False)
 
 
-@_jit
-def pad_lists(offsets, values, salt, k, out, mask, scratch):  # type: ignore[no-untyped-def]
-    """Lists -> their first ``S`` hashed items, padded: ``out`` int64 [B, S] (0 = padding), ``mask`` bool [B, S]
-    (``scratch`` int64 [>= len(values)]: the hashed ids, one vectorized pass, then copied row by row)."""
-    _hash_into(values, salt, k, scratch)
-    S = out.shape[1]
-    for b in range(out.shape[0]):
-        start = offsets[b]
-        kept = min(offsets[b + 1] - start, S)
-        for s in range(S):
-            out[b, s] = scratch[start + s] if s < kept else _PAD
-            mask[b, s] = s < kept
-
-
 _C, _P = N_COMPONENTS, PAD_TO  # compile-time constants: the fixed-length slot loops unroll / vectorize
 #: Row k = the mask / original-index pattern [P] of a pool with k kept candidates (the numpy path's gathers).
 MASK_BY_KEPT = np.arange(_P + 1)[:, None] > np.arange(_P)
@@ -138,6 +124,7 @@ ORIG_BY_KEPT = np.where(MASK_BY_KEPT, np.arange(_P), -1).astype(np.int16)
 #: [0, 8) and [7, 15), original-index bytes [0, 8), [8, 16), [16, 24), [22, 30) (overlapping words agree).
 MASK_WORDS = np.stack([MASK_BY_KEPT.astype(np.uint8)[:, a : a + 8].copy().view(np.uint64)[:, 0] for a in (0, 7)], axis=1)
 ORIG_WORDS = np.stack([ORIG_BY_KEPT.view(np.uint8)[:, a : a + 8].copy().view(np.uint64)[:, 0] for a in (0, 8, 16, 22)], axis=1)
+_SEG_MASK_WORDS = (np.arange(17)[:, None] > np.arange(16)).astype(np.uint8).view(np.uint64)  # [17, 2]: 16 segments
 #: Elements of ``scratch`` past the last hashed id that :func:`pad_pools` may read (two 8-lane loads per pool).
 LANE_PAD = 16
 _V8 = ir.VectorType(ir.IntType(64), 8)
@@ -175,6 +162,30 @@ def _copy_lanes(typingctx, dst, d_off, src, s_off, n):  # type: ignore[no-untype
         builder.store(builder.select(keep, v, ir.Constant(_V8, [0] * 8)), pd, align=8)
         return context.get_dummy_value()
     return types.void(dst, d_off, src, s_off, n), codegen
+
+
+@_jit
+def pad_lists(offsets, values, salt, k, out, mask, scratch):  # type: ignore[no-untyped-def]
+    """Lists -> their first ``S`` hashed items, padded: ``out`` int64 [B, S] (0 = padding), ``mask`` bool [B, S]
+    (``scratch`` int64 [>= len(values) + LANE_PAD], checked: the hashed ids, one vectorized pass, then copied row
+    by row; for S = 16, the default, as two 8-lane vectors and two 8-byte mask words per row)."""
+    if len(scratch) < len(values) + LANE_PAD:
+        raise ValueError("pad_lists: scratch too small")
+    _hash_into(values, salt, k, scratch)
+    S = out.shape[1]
+    words = _SEG_MASK_WORDS
+    for b in range(out.shape[0]):
+        start = offsets[b]
+        kept = min(offsets[b + 1] - start, S)
+        if S == 16:
+            _copy_lanes(out, b * 16, scratch, start, kept)
+            _copy_lanes(out, b * 16 + 8, scratch, start + 8, kept - 8)
+            _store_word(mask, b * 16, words[kept, 0])
+            _store_word(mask, b * 16 + 8, words[kept, 1])
+        else:
+            for s in range(S):
+                out[b, s] = scratch[start + s] if s < kept else _PAD
+                mask[b, s] = s < kept
 
 
 @_jit
@@ -254,14 +265,14 @@ def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit
                 exposed[r] = e
 
 
-def block_fields(rows: int, segments: int) -> list[tuple[str, type, tuple[int, ...]]]:
+def block_fields(rows: int, segments: int) -> tuple[tuple[str, type, tuple[int, ...]], ...]:
     """``(name, dtype, shape)`` of the arrays of a block of ``rows`` rows that the kernels write whole."""
     C, P = N_COMPONENTS, PAD_TO
-    return [("candidates", np.int64, (rows, C, P)), ("mask", np.bool_, (rows, C, P)), ("original_index", np.int16, (rows, C, P)),
+    return (("candidates", np.int64, (rows, C, P)), ("mask", np.bool_, (rows, C, P)), ("original_index", np.int16, (rows, C, P)),
             ("exposed", np.int64, (rows, C)), ("n_candidates", np.int64, (rows, C)), ("propensity", np.float32, (rows, C)),
             ("user_id", np.int64, (rows,)), ("ad_id", np.int64, (rows,)), ("query_id", np.int64, (rows,)),
             ("user_age", np.int64, (rows,)), ("user_gender", np.int64, (rows,)),
-            ("query_segments", np.int64, (rows, segments)), ("query_segments_mask", np.bool_, (rows, segments))]
+            ("query_segments", np.int64, (rows, segments)), ("query_segments_mask", np.bool_, (rows, segments)))
 
 
 __all__ = ["MASK_BY_KEPT", "ORIG_BY_KEPT", "hash_ids", "hash_column", "direct_column", "pad_lists", "pad_pools", "block_fields"]
