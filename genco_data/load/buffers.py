@@ -42,14 +42,19 @@ def _free(i: int) -> bool:
     return sys.getrefcount(_pool[i]) == 2
 
 
+def _aligned(raw: np.ndarray, nbytes: int) -> np.ndarray:
+    off = -raw.__array_interface__["data"][0] % _ALIGN
+    return raw[off : off + nbytes]
+
+
 def take(nbytes: int) -> np.ndarray:
-    """A ``uint8`` array of ``nbytes`` bytes (contents undefined), from a free pooled buffer when one is large
-    enough, else newly allocated (and pooled when there is room, or in place of a smaller free one)."""
+    """A 64-byte aligned ``uint8`` array of ``nbytes`` bytes (contents undefined), from a free pooled buffer when
+    one is large enough, else newly allocated (and pooled when there is room, or in place of a smaller free one)."""
     with _lock:
         for i in range(len(_pool)):
-            if _pool[i].nbytes >= nbytes and _free(i):
-                return _pool[i][:nbytes]
-        fresh = np.empty(_up(max(nbytes, 1)), np.uint8)
+            if _pool[i].nbytes - _ALIGN >= nbytes and _free(i):
+                return _aligned(_pool[i], nbytes)
+        fresh = np.empty(_up(max(nbytes, 1)) + _ALIGN, np.uint8)
         if len(_pool) < KEEP:
             _pool.append(fresh)
         else:
@@ -58,7 +63,7 @@ def take(nbytes: int) -> np.ndarray:
                 i = min(free, key=lambda j: _pool[j].nbytes)
                 if _pool[i].nbytes < fresh.nbytes:
                     _pool[i] = fresh
-        return fresh[:nbytes]
+        return _aligned(fresh, nbytes)
 
 
 def scratch(n: int, dtype: Any) -> np.ndarray:

@@ -5,10 +5,11 @@ fields, dtypes, shapes and bytes; same one-line errors, in the same order: per c
 exposed index then its propensity; then the context columns), for vocabularies whose six pool tables and
 ``query_segments`` are hashed (:data:`FUSED_NAMES`; the default). The kernels (:mod:`genco_data.load.kernels`)
 read the Arrow buffers in place — list offsets and flat ids, primitive values and validity bitmaps — and write
-every slot of the ``np.empty`` outputs once, row by row: the hashed candidates, the exposed fix-up of long pools
-(truncation rule in padding.py), pool sizes and propensities, then the hashed / direct context ids and the
-segments; ``mask`` and ``original_index`` are one row gather each from 16-row pattern tables (the kernel then
-writes the fix-up slot). The category strings stay in pyarrow (:meth:`Vocabularies.lookup_category`).
+every slot of the outputs once, row by row: the hashed candidates, mask and original index, the exposed fix-up of
+long pools (truncation rule in padding.py), pool sizes and propensities, then the hashed / direct context ids and
+the segments. The outputs are views of one recycled buffer per block (:mod:`genco_data.load.buffers`: no fresh
+pages per block). The category strings stay in pyarrow (:meth:`Vocabularies.lookup_category`; the cold loader
+reads them dictionary-encoded, so that is one lookup per distinct word).
 """
 from __future__ import annotations
 

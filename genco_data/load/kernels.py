@@ -14,7 +14,10 @@ parts of its column(s) without copying them: list ``offsets`` int [B+1] (startin
 int64, a primitive column's ``values`` (any int/float dtype, one compiled specialization per dtype) and its
 validity ``bits`` (the Arrow bitmap as uint8, LSB first, starting at bit ``bit0``; an empty array = no nulls).
 Outputs are preallocated numpy arrays the kernels fill completely (padding included), so they can come from
-``np.empty`` (except ``mask`` / ``original_index``, gathered from :data:`MASK_BY_KEPT` / :data:`ORIG_BY_KEPT`).
+``np.empty`` (:mod:`genco_data.load.buffers` recycles them). The id lists are hashed first, one vectorized loop
+over the flat values into a ``scratch`` array (padded by :data:`LANE_PAD`); a row's slots are then written as
+8-lane vectors and 8-byte words through two numba intrinsics (:func:`_copy_lanes`, :func:`_store_word`; plain
+LLVM vector / unaligned stores, portable to any target LLVM supports).
 
 **Compilation.** ``@njit(cache=True, nogil=True)``: the first call in a fresh environment compiles (~seconds);
 later processes load the machine code from numba's cache — next to this file when its folder is writable, else
@@ -205,9 +208,12 @@ def pad_pools(offsets, values, e_values, e_bits, e_bit0, p_values, p_bits, p_bit
 
     Two passes: every component's flat ids are hashed into ``scratch`` (one contiguous loop each: it vectorizes),
     then, row-major (a row's C components, then the next row), every output line is written once, in order (a
-    component-major order measured ~5x slower on 16k-row blocks: each pass re-walks the whole output); the
-    fixed-length slot loops write candidates, mask and original index together (measured ~20 % cheaper than
-    hashing inside the row loop plus the mask / original-index gathers from pattern tables).
+    component-major order measured ~5x slower on 16k-row blocks: each pass re-walks the whole output): per pool
+    two 8-lane candidate stores, two mask words and four original-index words (the patterns of ``kept`` slots,
+    :data:`MASK_WORDS` / :data:`ORIG_WORDS`), then the fix-up slot. Measured on the default release: the hash
+    pass + one select loop per slot was ~20 % cheaper than hashing inside the row loop plus the mask /
+    original-index gathers from pattern tables, and the wide stores ~25 % cheaper again than the select loop
+    (which numba compiles to 45 scalar stores: it cannot rule out that the outputs alias).
 
     ``bad_e[c]`` / ``bad_p[c]`` (int64 [C], preset to -1) get the first row whose exposed index is bad (not
     ``0 <= e < n`` where ``n > 0``, or not null where ``n == 0``) / whose propensity, cast to float32, is not in
@@ -275,4 +281,4 @@ def block_fields(rows: int, segments: int) -> tuple[tuple[str, type, tuple[int, 
             ("query_segments", np.int64, (rows, segments)), ("query_segments_mask", np.bool_, (rows, segments)))
 
 
-__all__ = ["MASK_BY_KEPT", "ORIG_BY_KEPT", "hash_ids", "hash_column", "direct_column", "pad_lists", "pad_pools", "block_fields"]
+__all__ = ["MASK_BY_KEPT", "ORIG_BY_KEPT", "MASK_WORDS", "ORIG_WORDS", "LANE_PAD", "hash_ids", "hash_column", "direct_column", "pad_lists", "pad_pools", "block_fields"]
