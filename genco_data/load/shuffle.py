@@ -49,6 +49,7 @@ class ShuffleBuffer:
         self.buffer_rows, self.segments, self.capacity = int(buffer_rows), int(segments), max(1, int(capacity))
         self.arrays = buffers.arrays(block_layout(self.capacity, self.segments), buffers.SHUFFLE_POOL)
         self.rows = 0
+        self.copied_rows = 0  # rows of blocks padded elsewhere and copied in (diagnostics, tests)
         self._ids: list[pa.Array] = []
         self._slot: dict[str, np.ndarray] | None = None
 
@@ -71,6 +72,7 @@ class ShuffleBuffer:
         if s is None or len(s["click"]) != n or any(block[k] is not s[k] for k in TENSOR_FIELDS):
             for k in TENSOR_FIELDS:
                 self.arrays[k][self.rows : self.rows + n] = block[k]
+            self.copied_rows += n
         self._slot = None
         self._ids.append(block["impression_id"])
         self.rows += n
