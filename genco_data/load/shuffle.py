@@ -13,11 +13,12 @@ rows: 15 ``np.take`` per batch, into recycled batch buffers). Permuting the padd
 keeps the variable-length lists out of the shuffle (an Arrow ``take`` of list columns costs several times the
 gather of their padded rows).
 
-Memory: the buffer holds ``buffer_rows + spare_rows`` padded rows — ``spare_rows`` (the stream's block size, 16,384
-by default) is room for the last block of a fill and stays untouched, so unresident, when blocks divide
-``buffer_rows`` (in-memory blocks of 4,096 rows do). At ~1.3 KB per padded row (the default padding) that is
-~171 MB resident for the default 131,072 rows, reused by the next buffer and, through
-:data:`~genco_data.load.buffers.SHUFFLE_POOL`, by the next epoch.
+Memory: the buffer holds ``buffer_rows + spare_rows`` padded rows (fewer when the reader has fewer rows) —
+``spare_rows`` (the stream's ``pad_rows``, 16,384 by default) is room for the last block of a fill and stays
+untouched, so unresident, when blocks divide ``buffer_rows`` (in-memory blocks of 4,096 rows do). At 1,306 bytes
+per padded row (the default padding) that is ~171 MB resident for the default 131,072 rows (~193 MB at most),
+reused by the next fill and, through :data:`~genco_data.load.buffers.SHUFFLE_POOL`, by the next epoch; a block
+larger than the spare rows makes the buffer grow (correct, not fast).
 """
 from __future__ import annotations
 
