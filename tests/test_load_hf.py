@@ -110,3 +110,63 @@ def test_split_dataset_by_node_on_a_streamed_release_gives_whole_shards(sharded_
         whole = [k for k, s in enumerate(shard_ids) if set(s) <= set(ids)]
         assert sorted(ids) == sorted(x for k in whole for x in shard_ids[k]) and len(whole) == 2
     assert not set(per_rank[0]) & set(per_rank[1])
+
+
+def _reference_shuffle(ds: td.StreamingDataset, g: int, G: int, epoch: int) -> td.Batch:
+    """The documented shuffle, spelled out on the numpy padding path: the reader's blocks (units in the epoch's
+    order) laid end to end until a buffer holds >= shuffle_buffer rows, each buffer permuted by
+    default_rng([seed, epoch, g, G]).permutation, the rows of all buffers in that order."""
+    from genco_data.load.padding import _block_concat, _block_len, _block_take, pad_engine
+
+    with pad_engine("numpy"):
+        blocks = list(ds._blocks(g, G, epoch))
+    rng, out, pending = np.random.default_rng([ds.seed, epoch, g, G]), [], []
+    for i, b in enumerate(blocks):
+        pending.append(b)
+        if sum(map(_block_len, pending)) >= ds.shuffle_buffer or i == len(blocks) - 1:
+            buf = _block_concat(pending)
+            out.append(_block_take(buf, rng.permutation(_block_len(buf))))
+            pending = []
+    return td.concat_batches([td.Batch(impression_id=b["impression_id"], **{k: torch.from_numpy(b[k]) for k in td.TENSOR_FIELDS})
+                              for b in out])
+
+
+@pytest.mark.parametrize("pad_rows", [16384, 16])
+def test_shuffled_stream_is_the_documented_shuffle_byte_for_byte_on_the_kernel_path(table, pad_rows, monkeypatch):
+    from genco_data.load import shuffle
+
+    made: list = []
+    real = shuffle.ShuffleBuffer
+    monkeypatch.setattr(shuffle, "ShuffleBuffer", lambda *a: made.append(real(*a)) or made[-1])
+    hf = datasets.Dataset(pa.concat_tables([table, make_table(230, seed=13)]))
+    hashed = td.Vocabularies.hashed()  # the compiled kernels pad straight into the shuffle buffer
+    for G in (1, 3):
+        for g in range(G):
+            ds = td.StreamingDataset(hf, hashed, batch_size=32, shuffle=True, seed=7, shuffle_block=40, shuffle_buffer=100,
+                                     rank=g, world_size=G, pad_rows=pad_rows)
+            ds.set_epoch(2)
+            batches = list(ds)
+            assert [len(b) for b in batches[:-1]] == [32] * (len(batches) - 1) and 0 < len(batches[-1]) <= 32
+            got, want = td.concat_batches(batches), _reference_shuffle(ds, g, G, 2)
+            assert got.impression_id.equals(want.impression_id)
+            for k in td.TENSOR_FIELDS:
+                assert torch.equal(getattr(got, k), getattr(want, k)), k
+    assert made and all(m.copied_rows == 0 for m in made)  # no block was padded elsewhere and copied
+
+
+def test_shuffle_buffer_copies_foreign_blocks_and_grows_past_its_capacity(table):
+    from genco_data.load.padding import _block_concat, _block_take, _pad_block_numpy
+    from genco_data.load.shuffle import ShuffleBuffer
+
+    v = td.Vocabularies.hashed()
+    blocks = [_pad_block_numpy(table.slice(s, 70), v) for s in range(0, 210, 70)]
+    buf = ShuffleBuffer(1000, 100, 16)  # room for 100 rows: the second block makes it grow
+    for b in blocks:
+        buf.add(b)
+    assert buf.copied_rows == 210 and buf.capacity >= 210 and not buf.full
+    got = list(buf.drain(64, np.random.default_rng(5)))
+    want = _block_take(_block_concat(blocks), np.random.default_rng(5).permutation(210))
+    assert [len(b["click"]) for b in got] == [64, 64, 64, 18] and buf.rows == 0
+    for k in td.TENSOR_FIELDS:
+        assert np.array_equal(np.concatenate([b[k] for b in got]), want[k]), k
+    assert pa.concat_arrays([b["impression_id"] for b in got]).equals(want["impression_id"])

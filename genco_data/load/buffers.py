@@ -12,7 +12,9 @@ threads never get the same buffer). A batch that is kept (a list of batches, a p
 buffer) keeps its block's buffer out of the pool; the pool then allocates another one.
 
 At most :data:`KEEP` buffers are kept per process (~21 MB each at the default block size); the largest
-requests win a slot. :func:`release` empties the pool.
+requests win a slot. The shuffle buffers of :mod:`genco_data.load.shuffle` (~171 MB at the default 131,072
+rows) live in a pool of their own, :data:`SHUFFLE_POOL`, keeping one (an epoch reuses the previous epoch's
+pages). :func:`release` empties both pools.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ KEEP = 3
 _ALIGN = 64
 _lock = threading.Lock()
 _pool: list[np.ndarray] = []
+#: The pool of the shuffle buffers (kept: one).
+SHUFFLE_POOL: list[np.ndarray] = []
 _local = threading.local()
 
 
@@ -37,9 +41,9 @@ def _up(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
-def _free(i: int) -> bool:
+def _free(pool: list[np.ndarray], i: int) -> bool:
     """Whether pooled buffer ``i`` is referenced by the pool only (the list and getrefcount's argument)."""
-    return sys.getrefcount(_pool[i]) == 2
+    return sys.getrefcount(pool[i]) == 2
 
 
 def _aligned(raw: np.ndarray, nbytes: int) -> np.ndarray:
@@ -47,22 +51,25 @@ def _aligned(raw: np.ndarray, nbytes: int) -> np.ndarray:
     return raw[off : off + nbytes]
 
 
-def take(nbytes: int) -> np.ndarray:
+def take(nbytes: int, pool: list[np.ndarray] | None = None) -> np.ndarray:
     """A 64-byte aligned ``uint8`` array of ``nbytes`` bytes (contents undefined), from a free pooled buffer when
-    one is large enough, else newly allocated (and pooled when there is room, or in place of a smaller free one)."""
+    one is large enough, else newly allocated (and pooled when there is room, or in place of a smaller free one).
+    ``pool``: the default block pool (None, :data:`KEEP` buffers) or :data:`SHUFFLE_POOL` (one)."""
+    keep = KEEP if pool is None else 1
+    pool = _pool if pool is None else pool
     with _lock:
-        for i in range(len(_pool)):
-            if _pool[i].nbytes - _ALIGN >= nbytes and _free(i):
-                return _aligned(_pool[i], nbytes)
+        for i in range(len(pool)):
+            if pool[i].nbytes - _ALIGN >= nbytes and _free(pool, i):
+                return _aligned(pool[i], nbytes)
         fresh = np.empty(_up(max(nbytes, 1)) + _ALIGN, np.uint8)
-        if len(_pool) < KEEP:
-            _pool.append(fresh)
+        if len(pool) < keep:
+            pool.append(fresh)
         else:
-            free = [i for i in range(len(_pool)) if _free(i)]
+            free = [i for i in range(len(pool)) if _free(pool, i)]
             if free:
-                i = min(free, key=lambda j: _pool[j].nbytes)
-                if _pool[i].nbytes < fresh.nbytes:
-                    _pool[i] = fresh
+                i = min(free, key=lambda j: pool[j].nbytes)
+                if pool[i].nbytes < fresh.nbytes:
+                    pool[i] = fresh
         return _aligned(fresh, nbytes)
 
 
@@ -87,11 +94,11 @@ def _layout(fields: tuple[tuple[str, Any, tuple[int, ...]], ...]) -> tuple[int, 
     return pos, tuple(spans)
 
 
-def arrays(fields: Sequence[tuple[str, Any, tuple[int, ...]]]) -> dict[str, np.ndarray]:
+def arrays(fields: Sequence[tuple[str, Any, tuple[int, ...]]], pool: list[np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """``{name: array}`` of uninitialised C-contiguous arrays (``(name, dtype, shape)`` each), views of one
-    pooled buffer, each starting on a 64-byte boundary."""
+    pooled buffer (of ``pool``, see :func:`take`), each starting on a 64-byte boundary."""
     total, spans = _layout(tuple(fields))
-    buf = take(total)
+    buf = take(total, pool)
     return {name: buf[a:b].view(dtype).reshape(shape) for name, dtype, shape, a, b in spans}
 
 
@@ -99,6 +106,7 @@ def release() -> None:
     """Drop the pooled buffers (their memory is freed once nothing references them)."""
     with _lock:
         _pool.clear()
+        SHUFFLE_POOL.clear()
 
 
-__all__ = ["KEEP", "take", "scratch", "arrays", "release"]
+__all__ = ["KEEP", "SHUFFLE_POOL", "take", "scratch", "arrays", "release"]

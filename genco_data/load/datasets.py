@@ -31,24 +31,16 @@ from torch.utils.data import IterableDataset as TorchIterableDataset
 from genco_data.format.components import CONFIGS
 from genco_data.load.batch import Batch, _block_to_batch, _rebatch
 from genco_data.load.cache import cache_key, read_unit, write_unit
-from genco_data.load.padding import (
-    PAD_ROWS,
-    REQUIRED_COLUMNS,
-    SEGMENTS_PAD_TO,
-    _as_array,
-    _Block,
-    _block_take,
-    _check_columns,
-    _check_schema,
-    _pad_block,
-    _shuffled,
-)
+from genco_data.load.padding import (PAD_ROWS, REQUIRED_COLUMNS, SEGMENTS_PAD_TO, _as_array, _Block, _block_take, _check_columns,
+                                     _check_schema, _pad_block)
+from genco_data.load.shuffle import shuffled
 from genco_data.load.sources import Source, _ArrowRows, _is_hf_dataset, _is_hf_iterable, _is_pathlike, parquet_files
 from genco_data.load.streams import SHUFFLE_BLOCK, ParquetTables, Unit, memory_tables, memory_units, parquet_units, reader_plan, reader_rows
 from genco_data.load.vocab import VOCAB_MODES, Vocabularies, resolve_vocabs
 
 #: Rows per shuffling buffer of the iterable dataset.
 SHUFFLE_BUFFER = 131072
+_Slot = Callable[[int], Optional[dict[str, np.ndarray]]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,10 +210,14 @@ class StreamingDataset(TorchIterableDataset):
     reads only positions ``[lo, hi)`` of the epoch's order (e.g. the most recent rows of a chronological split).
     :meth:`set_start_row` skips the first rows of every reader's range (a resumed epoch).
 
-    **Shuffling.** ``shuffle`` permutes the units and then rows within a buffer of ``shuffle_buffer``
-    consecutive rows of a reader: a row's batch-mates are drawn uniformly from its buffer, which holds
-    ``shuffle_buffer / unit rows`` units chosen at random — not a uniform permutation of the whole split (rows
-    of one unit always share a buffer), but every row once, at the cost of one gather per batch.
+    **Shuffling.** ``shuffle`` permutes the units (a permutation from ``(seed, epoch)``) and then rows within a
+    buffer of a reader's consecutive rows — whole blocks until it holds at least ``shuffle_buffer`` rows (exactly
+    32 random 4,096-row blocks of an in-memory source at the defaults; the reader's last buffer holds the rest):
+    a row's batch-mates are drawn uniformly from its buffer (``rng.permutation`` of the buffer, seeded by
+    ``(seed, epoch, g, G)``) — not a uniform permutation of the whole split (rows of one unit always share a
+    buffer), but every row once. Rows are padded straight into the buffer and permuted as padded fixed-width
+    numpy rows (one gather per batch; :mod:`~genco_data.load.shuffle`), so the buffer holds
+    ``shuffle_buffer + pad_rows`` padded rows, ~1.3 KB each: ~171 MB resident at the defaults (~193 MB at most).
     Deterministic given ``(seed, epoch)`` and the ``(R, W)`` layout. Call :meth:`set_epoch` before each epoch
     (it reaches persistent workers too). Without ``shuffle`` rows come in file order — the paper's
     chronological training order.
@@ -322,16 +318,19 @@ class StreamingDataset(TorchIterableDataset):
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.units)) if self.shuffle else None
         return reader_plan(self.units, g, G, order=order, rows=self.rows, equal=self.equal_rows, skip=int(self._start))
 
-    def _unit_blocks(self, g: int, G: int, epoch: int) -> Iterator[_Block]:
+    def _pad(self, t: pa.Table, where: Callable[[int], str], slot: _Slot | None) -> _Block:
+        return _pad_block(t, self.vocabs, self.max_segments, where, None if slot is None else slot(t.num_rows))
+
+    def _unit_blocks(self, g: int, G: int, epoch: int, slot: _Slot | None = None) -> Iterator[_Block]:
         parquet = ParquetTables(self.files, self.pad_rows)
         for u, a, b in self.reader_plan(g, G, epoch):
             if self._memory is not None:
                 for t, where in memory_tables(self._memory, u, a, b, self.pad_rows):
-                    yield _pad_block(t, self.vocabs, self.max_segments, where)
+                    yield self._pad(t, where, slot)
                 continue
             if self.cache_dir is None:
                 for t, where in parquet.tables(u, a, b):
-                    yield _pad_block(t, self.vocabs, self.max_segments, where)
+                    yield self._pad(t, where, slot)
                 continue
             unit = self.cache_dir / self._cache_key(u)
             if not unit.is_dir():
@@ -354,20 +353,23 @@ class StreamingDataset(TorchIterableDataset):
             yield t, (lambda i, base=seen: f"stream row {base + i} of reader {g}")
             seen += t.num_rows
 
-    def _blocks(self, g: int, G: int, epoch: int) -> Iterator[_Block]:
+    def _blocks(self, g: int, G: int, epoch: int, slot: _Slot | None = None) -> Iterator[_Block]:
         if self._hf is None:
-            yield from self._unit_blocks(g, G, epoch)
+            yield from self._unit_blocks(g, G, epoch, slot)
             return
         for t, where in self._hf_tables(g, G, epoch):
             if t.num_rows:
-                yield _pad_block(t, self.vocabs, self.max_segments, where)
+                yield self._pad(t, where, slot)
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
         g, G = _worker_slot(self.rank, self.world_size)
-        blocks = self._blocks(g, G, epoch)
-        if self.shuffle:
-            blocks = _shuffled(blocks, self.shuffle_buffer, self.batch_size, np.random.default_rng([self.seed, epoch, g, G]))
+        if self.shuffle:  # padded straight into the shuffle buffer, handed out in random batches (load/shuffle.py)
+            blocks = shuffled(lambda slot: self._blocks(g, G, epoch, slot), self.shuffle_buffer, self.batch_size,
+                              np.random.default_rng([self.seed, epoch, g, G]), spare_rows=self.pad_rows,
+                              segments=self.max_segments, total_rows=None if self._hf is not None else self.reader_rows(G)[g])
+        else:
+            blocks = self._blocks(g, G, epoch)
         yield from _rebatch(blocks, self.batch_size, self.drop_last)
 
 

@@ -109,14 +109,17 @@ def pad_block_fused(
     tables: Mapping[str, tuple[int, ...]],
     max_segments: int,
     where: Callable[[int], str] | None,
+    out: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The padded block of a schema-checked ``table`` (``B`` rows; layout in padding.py's docstring).
 
     ``tables``: ``vocabs.kernel_tables()`` — ``("hash", salt, K)`` for hashed tables (every :data:`FUSED_NAMES`
     one must be), ``("direct", codes)``; a context id table absent from it goes through ``vocabs.lookup``.
-    Raises :class:`NeedsReference` when a pool column holds a bad row (the caller lets the numpy path raise)."""
+    Raises :class:`NeedsReference` when a pool column holds a bad row (the caller lets the numpy path raise).
+    ``out``: arrays the kernels write into (at least the :func:`kernels.block_fields` ones; fields computed
+    outside the kernels are new arrays in the returned dict: ``padding._pad_block`` copies them over)."""
     B = table.num_rows
-    out = buffers.arrays(kernels.block_fields(B, max_segments))
+    out = buffers.arrays(kernels.block_fields(B, max_segments)) if out is None else dict(out)
     C = len(COMPONENTS)
     offsets = np.empty((C, B + 1), np.int64)
     values = []

@@ -142,28 +142,6 @@ def _block_len(block: _Block) -> int:
     return len(block["impression_id"])
 
 
-def _shuffled(blocks: Iterator[_Block], buffer_rows: int, batch_size: int, rng: np.random.Generator) -> Iterator[_Block]:
-    """Fill a buffer of ``buffer_rows`` rows, permute it, and hand it out ``batch_size`` rows at a time
-    (each piece gathered straight from the buffer: one copy, into small reusable allocations)."""
-    pending: list[_Block] = []
-    rows = 0
-
-    def drain() -> Iterator[_Block]:
-        buf = _block_concat(pending)
-        perm = rng.permutation(_block_len(buf))
-        for s in range(0, len(perm), batch_size):
-            yield _block_take(buf, perm[s : s + batch_size])
-
-    for b in blocks:
-        pending.append(b)
-        rows += _block_len(b)
-        if rows >= buffer_rows:
-            yield from drain()
-            pending, rows = [], 0
-    if pending:
-        yield from drain()
-
-
 # ---------------------------------------------------------------------------------------------
 # Arrow helpers
 # ---------------------------------------------------------------------------------------------
@@ -276,9 +254,15 @@ def _pad_block(
     vocabs: _Lookups,
     max_segments: int = SEGMENTS_PAD_TO,
     where: Callable[[int], str] | None = None,
+    out: _Block | None = None,
 ) -> _Block:
     """Private compute of :func:`pad_table` on a schema-checked table → numpy block: the compiled one-pass
-    kernels (:mod:`genco_data.load.fused`) when every pool table and the segments are hashed, else numpy."""
+    kernels (:mod:`genco_data.load.fused`) when every pool table and the segments are hashed, else numpy.
+
+    ``out``: ``{field: array}`` of every :data:`TENSOR_FIELDS` array of the block's shape and dtype (e.g. rows of
+    a shuffle buffer) — the block is written there (the kernels write in place, the rest is copied) and its
+    fields are those arrays."""
+    block = None
     tables = getattr(vocabs, "kernel_tables", None)
     if _ENGINE[0] == "auto" and tables is not None and table.num_rows:
         from genco_data.load.fused import FUSED_NAMES, NeedsReference, pad_block_fused
@@ -286,10 +270,17 @@ def _pad_block(
         t = tables()
         if all(t.get(n, ("",))[0] == "hash" for n in FUSED_NAMES):
             try:
-                return pad_block_fused(table, vocabs, t, max_segments, where)
+                block = pad_block_fused(table, vocabs, t, max_segments, where, out)
             except NeedsReference:  # a bad row: the numpy path raises its one line
                 pass
-    return _pad_block_numpy(table, vocabs, max_segments, where)
+    if block is None:
+        block = _pad_block_numpy(table, vocabs, max_segments, where)
+    if out is None:
+        return block
+    for k in TENSOR_FIELDS:
+        if block[k] is not out[k]:
+            out[k][...] = block[k]
+    return {**{k: out[k] for k in TENSOR_FIELDS}, "impression_id": block["impression_id"]}
 
 
 def _pad_block_numpy(
