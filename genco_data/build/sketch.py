@@ -170,7 +170,7 @@ class DistinctCounter:
     def merge(self, other: "DistinctCounter") -> None:
         """Add ``other``'s values (same ``exact_limit`` and ``lg_k``)."""
         if other._set is not None:
-            self.update(other._set.values())
+            self.update(other._set.values(), distinct=True)  # a set's members: sorted and distinct already
             return
         if self._set is not None:
             values = self._set.values()
