@@ -56,12 +56,66 @@ def _pieces(spec: ShardSpec):
         yield table.slice(seg.start, seg.stop - seg.start)
 
 
+class _Smallest:
+    """The rows with the ``k`` smallest ``(sample key, position)`` of a shard, gathered group by group: a group
+    gives only its rows whose key is below the ``k``-th smallest key held so far (a later row with an equal key
+    has a larger position, so it loses), taken once; the held rows are cut back to ``k`` only when they pass
+    ``4 k`` (a ``take`` of ``k`` rows), so most groups copy a few rows and nothing else."""
+
+    def __init__(self, k: int, seed: int) -> None:
+        self.k, self.seed = k, seed
+        self.tables: list[pa.Table] = []
+        self.keys: list[np.ndarray] = []
+        self.pos: list[np.ndarray] = []
+        self.held = 0
+        self.threshold: np.uint64 | None = None  # the k-th smallest key held, once k rows are held
+
+    def offer(self, group: pa.Table, position: int) -> None:
+        n, k = group.num_rows, self.k
+        if k == 0 or n == 0:
+            return
+        keys = sample_keys(group.column("impression_id"), self.seed)
+        if self.threshold is not None:
+            sel = np.flatnonzero(keys < self.threshold)
+        elif n > k:
+            sel = np.flatnonzero(keys <= np.partition(keys, k - 1)[k - 1])  # ties at the k-th key: all kept
+        else:
+            sel = None
+        if sel is None:
+            pos = np.arange(position, position + n, dtype=np.int64)
+        elif not len(sel):
+            return
+        else:
+            group, keys, pos = group.take(pa.array(sel)), keys[sel], sel.astype(np.int64) + position
+        self.tables.append(group)
+        self.keys.append(keys)
+        self.pos.append(pos)
+        self.held += len(keys)
+        if self.held >= k:
+            if self.held > 4 * k:
+                self._cut()
+            all_keys = np.concatenate(self.keys) if len(self.keys) > 1 else self.keys[0]
+            self.threshold = np.partition(all_keys, k - 1)[k - 1]
+
+    def _cut(self) -> None:
+        keys, pos = np.concatenate(self.keys), np.concatenate(self.pos)
+        keep = np.lexsort((pos, keys))[: self.k]
+        table = pa.concat_tables(self.tables).take(pa.array(keep)).combine_chunks()
+        self.tables, self.keys, self.pos, self.held = [table], [keys[keep]], [pos[keep]], len(keep)
+
+    def result(self) -> SampleCandidates:
+        if not self.held:
+            return SampleCandidates(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), None)
+        self._cut()
+        return SampleCandidates(self.keys[0], self.pos[0], self.tables[0])
+
+
 def encode_shard(spec: ShardSpec, folder: str, sample_rows: int, seed: int, with_stats: bool, spill: str) -> EncodeResult:
     """Write ``folder/spec.name`` (and the shard's sample candidates under ``spill``); see the module docstring."""
     path = Path(folder) / spec.name
     path.parent.mkdir(parents=True, exist_ok=True)
     stats = StatsAccumulator() if with_stats else None
-    cand = SampleCandidates(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), None)
+    smallest = _Smallest(sample_rows, seed)
     writer = open_parquet_writer(path)
     try:
         source = _pieces(spec)
@@ -79,35 +133,17 @@ def encode_shard(spec: ShardSpec, folder: str, sample_rows: int, seed: int, with
             writer.write_table(group, k)
             if stats is not None:
                 stats.update(group)
-            cand = _keep_smallest(cand, group, position, sample_rows, seed)
+            smallest.offer(group, position)
             position += k
     finally:
         writer.close()
+    cand = smallest.result()
     if cand.table is not None:
         cand_path = Path(spill) / f"sample-{spec.name}.arrow"
         with pa.ipc.new_file(str(cand_path), cand.table.schema) as w:
             w.write_table(cand.table)
         cand = SampleCandidates(cand.keys, cand.positions, None, str(cand_path))
     return EncodeResult(spec.split, spec.name, spec.rows, stats, cand, sha256_file(path))
-
-
-def _keep_smallest(cand: SampleCandidates, group: pa.Table, position: int, k: int, seed: int) -> SampleCandidates:
-    if k == 0 or group.num_rows == 0:
-        return cand
-    keys = sample_keys(group.column("impression_id"), seed)
-    pos = np.arange(position, position + group.num_rows, dtype=np.int64)
-    if len(cand.keys) >= k:
-        sel = np.flatnonzero(keys < cand.keys.max())
-        if not len(sel):
-            return cand
-        group, keys, pos = group.take(pa.array(sel)), keys[sel], pos[sel]
-    table = pa.concat_tables([cand.table, group]) if cand.table is not None else group
-    keys = np.concatenate([cand.keys, keys])
-    pos = np.concatenate([cand.positions, pos])
-    if len(keys) > k:
-        keep = np.lexsort((pos, keys))[:k]
-        table, keys, pos = table.take(pa.array(keep)), keys[keep], pos[keep]
-    return SampleCandidates(keys, pos, table.combine_chunks())
 
 
 __all__ = ["EncodeResult", "SampleCandidates", "encode_shard"]
