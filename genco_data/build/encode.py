@@ -24,13 +24,16 @@ from genco_data.build.writer import open_parquet_writer, sample_keys
 
 @dataclass
 class SampleCandidates:
-    """Rows with the smallest sample keys of a shard: ``keys`` uint64, ``positions`` (in the split) int64;
-    ``table`` while encoding, then ``path``: the file they were written to (only keys travel back)."""
+    """Rows with the smallest sample keys of a shard: ``keys`` uint64, ``positions`` (in the split) int64, and
+    where each row lies in the spill (the shard's rows are spilled rows, unchanged): ``sources[src[i]]`` =
+    (rows file, batch), ``row[i]`` its row in that batch. Only these numbers travel back; the builder reads the
+    few sampled rows from the spill at the end (:class:`~genco_data.build.writer.SampleMerger`)."""
 
     keys: np.ndarray
     positions: np.ndarray
-    table: pa.Table | None
-    path: str | None = None
+    sources: list[tuple[str, int]]
+    src: np.ndarray
+    row: np.ndarray
 
 
 @dataclass
@@ -44,8 +47,9 @@ class EncodeResult:
 
 
 def _pieces(spec: ShardSpec):
-    """The shard's rows, segment by segment. Each piece is memory-mapped only while it is read: mapped pages
-    count as resident memory, so a long shard must not keep its whole spill mapped."""
+    """The shard's rows, segment by segment, with each row's row in its spilled batch. Each piece is
+    memory-mapped only while it is read: mapped pages count as resident memory, so a long shard must not keep
+    its whole spill mapped."""
     for seg in spec.segments:
         p = seg.piece
         table = pa.Table.from_batches([pa.ipc.open_file(pa.memory_map(p.file)).get_batch(p.batch)])
@@ -53,24 +57,24 @@ def _pieces(spec: ShardSpec):
             keep = np.ones(table.num_rows, dtype=bool)
             keep[seg.drop] = False
             table = table.filter(pa.array(keep))
-        yield table.slice(seg.start, seg.stop - seg.start)
+            rows = np.flatnonzero(keep)[seg.start:seg.stop]
+        else:
+            rows = np.arange(seg.start, seg.stop, dtype=np.int64)
+        yield table.slice(seg.start, seg.stop - seg.start), (p.file, p.batch), rows
 
 
 class _Smallest:
-    """The rows with the ``k`` smallest ``(sample key, position)`` of a shard, gathered group by group: a group
-    gives only its rows whose key is below the ``k``-th smallest key held so far (a later row with an equal key
-    has a larger position, so it loses), taken once; the held rows are cut back to ``k`` only when they pass
-    ``4 k`` (a ``take`` of ``k`` rows), so most groups copy a few rows and nothing else."""
+    """The ``k`` smallest ``(sample key, position)`` of a shard and where their rows are, gathered group by
+    group: a group gives only its rows whose key is below the ``k``-th smallest key held so far (a later row
+    with an equal key has a larger position, so it loses); numbers only, no row is copied."""
 
     def __init__(self, k: int, seed: int) -> None:
         self.k, self.seed = k, seed
-        self.tables: list[pa.Table] = []
-        self.keys: list[np.ndarray] = []
-        self.pos: list[np.ndarray] = []
+        self.parts: list[tuple[np.ndarray, ...]] = []  # (keys, positions, src, row)
         self.held = 0
         self.threshold: np.uint64 | None = None  # the k-th smallest key held, once k rows are held
 
-    def offer(self, group: pa.Table, position: int) -> None:
+    def offer(self, group: pa.Table, position: int, src: np.ndarray, row: np.ndarray) -> None:
         n, k = group.num_rows, self.k
         if k == 0 or n == 0:
             return
@@ -80,70 +84,64 @@ class _Smallest:
         elif n > k:
             sel = np.flatnonzero(keys <= np.partition(keys, k - 1)[k - 1])  # ties at the k-th key: all kept
         else:
-            sel = None
-        if sel is None:
-            pos = np.arange(position, position + n, dtype=np.int64)
-        elif not len(sel):
+            sel = np.arange(n)
+        if not len(sel):
             return
-        else:
-            group, keys, pos = group.take(pa.array(sel)), keys[sel], sel.astype(np.int64) + position
-        self.tables.append(group)
-        self.keys.append(keys)
-        self.pos.append(pos)
-        self.held += len(keys)
+        self.parts.append((keys[sel], sel.astype(np.int64) + position, src[sel], row[sel]))
+        self.held += len(sel)
         if self.held >= k:
             if self.held > 4 * k:
-                self._cut()
-            all_keys = np.concatenate(self.keys) if len(self.keys) > 1 else self.keys[0]
-            self.threshold = np.partition(all_keys, k - 1)[k - 1]
+                self.parts = [self._cut()]
+                self.held = len(self.parts[0][0])
+            self.threshold = np.partition(np.concatenate([p[0] for p in self.parts]), k - 1)[k - 1]
 
-    def _cut(self) -> None:
-        keys, pos = np.concatenate(self.keys), np.concatenate(self.pos)
+    def _cut(self) -> tuple[np.ndarray, ...]:
+        keys, pos, src, row = (np.concatenate([p[i] for p in self.parts]) for i in range(4))
         keep = np.lexsort((pos, keys))[: self.k]
-        table = pa.concat_tables(self.tables).take(pa.array(keep)).combine_chunks()
-        self.tables, self.keys, self.pos, self.held = [table], [keys[keep]], [pos[keep]], len(keep)
+        return keys[keep], pos[keep], src[keep], row[keep]
 
-    def result(self) -> SampleCandidates:
+    def result(self, sources: list[tuple[str, int]]) -> SampleCandidates:
         if not self.held:
-            return SampleCandidates(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), None)
-        self._cut()
-        return SampleCandidates(self.keys[0], self.pos[0], self.tables[0])
+            z = np.zeros(0, dtype=np.int64)
+            return SampleCandidates(np.zeros(0, dtype=np.uint64), z, [], z.astype(np.int32), z)
+        keys, pos, src, row = self._cut()
+        used, src = np.unique(src, return_inverse=True)  # only the sources the candidates come from travel
+        return SampleCandidates(keys, pos, [sources[i] for i in used.tolist()], src.astype(np.int32), row)
 
 
 def encode_shard(spec: ShardSpec, folder: str, sample_rows: int, seed: int, with_stats: bool, spill: str) -> EncodeResult:
-    """Write ``folder/spec.name`` (and the shard's sample candidates under ``spill``); see the module docstring."""
+    """Write ``folder/spec.name``; see the module docstring. (``spill`` is kept for the engines' call shape:
+    the sample candidates are numbers pointing into the spill, nothing is written there.)"""
     path = Path(folder) / spec.name
     path.parent.mkdir(parents=True, exist_ok=True)
     stats = StatsAccumulator() if with_stats else None
     smallest = _Smallest(sample_rows, seed)
+    sources: list[tuple[str, int]] = []
     writer = open_parquet_writer(path)
     try:
         source = _pieces(spec)
-        buffer: list[pa.Table] = []
+        buffer: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []
         have = 0
         position = spec.first_row
         for k in spec.groups:
             while have < k:
-                t = next(source)
-                buffer.append(t)
+                t, where, rows = next(source)
+                sources.append(where)
+                buffer.append((t, np.full(len(rows), len(sources) - 1, dtype=np.int32), rows))
                 have += t.num_rows
-            joined = pa.concat_tables(buffer)
+            joined = pa.concat_tables([b[0] for b in buffer])
+            src = np.concatenate([b[1] for b in buffer]) if len(buffer) > 1 else buffer[0][1]
+            row = np.concatenate([b[2] for b in buffer]) if len(buffer) > 1 else buffer[0][2]
             group, rest = joined.slice(0, k).combine_chunks(), joined.slice(k)
-            buffer, have = ([rest] if rest.num_rows else []), rest.num_rows
+            buffer, have = ([(rest, src[k:], row[k:])] if rest.num_rows else []), rest.num_rows
             writer.write_table(group, k)
             if stats is not None:
                 stats.update(group)
-            smallest.offer(group, position)
+            smallest.offer(group, position, src[:k], row[:k])
             position += k
     finally:
         writer.close()
-    cand = smallest.result()
-    if cand.table is not None:
-        cand_path = Path(spill) / f"sample-{spec.name}.arrow"
-        with pa.ipc.new_file(str(cand_path), cand.table.schema) as w:
-            w.write_table(cand.table)
-        cand = SampleCandidates(cand.keys, cand.positions, None, str(cand_path))
-    return EncodeResult(spec.split, spec.name, spec.rows, stats, cand, sha256_file(path))
+    return EncodeResult(spec.split, spec.name, spec.rows, stats, smallest.result(sources), sha256_file(path))
 
 
 __all__ = ["EncodeResult", "SampleCandidates", "encode_shard"]
