@@ -121,7 +121,7 @@ def run_passes(tmp: Path, spill: Path, plan: _Plan, tasks: list[IngestTask], cfg
     for spec, res in zip(specs, engine.map(_encode, specs, folder, cfg.sample_rows, cfg.seed, str(spill))):
         shards[spec.split].append((Path(folder) / res.name, res.rows))
         digests[str(Path(folder) / res.name)] = res.sha256
-        samplers[spec.split].absorb(res.sample.keys, res.sample.positions, res.sample.path)
+        samplers[spec.split].absorb(res.sample.keys, res.sample.positions, res.sample.sources, res.sample.src, res.sample.row)
         if res.stats is not None:
             stats.merge(res.stats)
     inputs = [str(i.path) for i in plan.inputs]

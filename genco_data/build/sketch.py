@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from genco_data.build.unique import IdSet
+from genco_data.build.unique import sorted_unique
 
 #: log2 of the HLL register count: 4,096 registers, 1.6 % relative standard error, 4 KiB per sketch.
 HLL_LG_K = 12
@@ -96,6 +96,20 @@ def hll_slot_values(values: np.ndarray, lg_k: int = HLL_LG_K) -> tuple[np.ndarra
     return slot, value
 
 
+def union_sorted(*runs: np.ndarray) -> np.ndarray:
+    """The sorted distinct union of sorted distinct int64 arrays: one stable sort of their concatenation
+    (timsort merges the runs it finds: linear for two runs) and a pass dropping equal neighbours."""
+    runs = tuple(r for r in runs if len(r))
+    if len(runs) < 2:
+        return runs[0] if runs else np.zeros(0, dtype=np.int64)
+    c = np.concatenate(runs)
+    c.sort(kind="stable")
+    keep = np.empty(len(c), dtype=bool)
+    keep[0] = True
+    np.not_equal(c[1:], c[:-1], out=keep[1:])
+    return c[keep]
+
+
 def _new_hll(lg_k: int):
     import datasketches
 
@@ -120,7 +134,7 @@ class DistinctCounter:
             raise ValueError(f"exact_limit must be >= 4 * 2**lg_k = {4 << lg_k} (the switch must land in HLL mode)")
         self.exact_limit = exact_limit
         self.lg_k = lg_k
-        self._set: IdSet | None = IdSet(np.int64)
+        self._set: np.ndarray | None = np.zeros(0, dtype=np.int64)  # sorted, distinct; None once an HLL
         self._hll = None
         self._registers: np.ndarray | None = None
 
@@ -134,14 +148,14 @@ class DistinctCounter:
         if not len(values):
             return
         if self._set is not None:
-            self._set.add(values, sorted_unique_values=distinct)
+            self._set = union_sorted(self._set, values if distinct else sorted_unique(values))
             if len(self._set) > self.exact_limit:
                 self._to_sketch()
             return
         self._feed(values)  # duplicates are harmless: at most one item per register is handed over
 
     def _to_sketch(self) -> None:
-        values = self._set.values()
+        values = self._set
         self._set = None
         self._hll = _new_hll(self.lg_k)
         self._registers = np.zeros(1 << self.lg_k, dtype=np.int64)
@@ -170,10 +184,10 @@ class DistinctCounter:
     def merge(self, other: "DistinctCounter") -> None:
         """Add ``other``'s values (same ``exact_limit`` and ``lg_k``)."""
         if other._set is not None:
-            self.update(other._set.values())
+            self.update(other._set, distinct=True)  # a set's members: sorted and distinct already
             return
         if self._set is not None:
-            values = self._set.values()
+            values = self._set
             self._set = None
             self._hll, self._registers = _new_hll(self.lg_k), np.zeros(1 << self.lg_k, dtype=np.int64)
             self._union(other)
@@ -217,4 +231,4 @@ class DistinctCounter:
         self.__dict__.update(d)
 
 
-__all__ = ["HLL_LG_K", "EXACT_LIMIT", "BOUND_STDS", "DistinctCounter", "murmur3_x64_128_int64", "hll_slot_values"]
+__all__ = ["HLL_LG_K", "EXACT_LIMIT", "BOUND_STDS", "DistinctCounter", "union_sorted", "murmur3_x64_128_int64", "hll_slot_values"]

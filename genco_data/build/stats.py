@@ -51,7 +51,7 @@ from genco_data.format.components import (
     SPLITS,
     candidates_col,
 )
-from genco_data.build.sketch import BOUND_STDS, EXACT_LIMIT, HLL_LG_K, DistinctCounter
+from genco_data.build.sketch import BOUND_STDS, EXACT_LIMIT, HLL_LG_K, DistinctCounter, union_sorted
 from genco_data.build.unique import sorted_unique, splitmix64
 
 #: Paper, Table 1 (train set): distinct ids per component (``# ids``) for 110 M ads, and exposures per
@@ -115,26 +115,39 @@ class AdSample:
             if not sel.any():
                 return
             keys, lengths = keys[sel], lengths[sel]
-        uniq, inv = np.unique(keys, return_inverse=True)
-        agg = np.zeros((len(uniq), self.WIDTH), dtype=np.int64)
-        np.add.at(agg[:, 0], inv, 1)
-        has = (lengths > 0).astype(np.int64)
+        enc = pc.dictionary_encode(pa.array(keys))  # hash-based grouping (a sort is slow on 64-bit keys)
+        uniq, inv = enc.dictionary.to_numpy(), enc.indices.to_numpy()
+        m = len(uniq)
+        agg = np.empty((m, self.WIDTH), dtype=np.int64)
+        agg[:, 0] = np.bincount(inv, minlength=m)
         for j in range(N_COMPONENTS):
-            agg[:, 1 + j] = np.bincount(inv, weights=has[:, j], minlength=len(uniq)).astype(np.int64)
-            agg[:, 1 + N_COMPONENTS + j] = np.bincount(inv, weights=lengths[:, j], minlength=len(uniq)).astype(np.int64)
-        self._absorb(uniq, agg)
+            ln = lengths[:, j]
+            agg[:, 1 + j] = np.bincount(inv, weights=ln > 0, minlength=m)
+            agg[:, 1 + N_COMPONENTS + j] = np.bincount(inv, weights=ln, minlength=m)
+        order = np.argsort(uniq)
+        self._absorb(uniq[order], agg[order])
 
     def _absorb(self, keys: np.ndarray, agg: np.ndarray) -> None:
-        all_keys = np.concatenate([self.keys, keys])
-        all_agg = np.concatenate([self.agg, agg])
-        uniq, inv = np.unique(all_keys, return_inverse=True)
-        merged = np.zeros((len(uniq), self.WIDTH), dtype=np.int64)
-        np.add.at(merged, inv, all_agg)
-        if len(uniq) > self.k:
-            uniq, merged = uniq[: self.k], merged[: self.k]
-        self.keys, self.agg = uniq, merged
-        if len(uniq) >= self.k:
-            self.full_threshold = uniq[-1]
+        """Add the aggregates of ``keys`` (sorted, distinct) to the sample's, then keep the ``k`` smallest keys."""
+        if len(self.keys):
+            i = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            hit = self.keys[i] == keys
+            if hit.any():
+                self.agg[i[hit]] += agg[hit]  # distinct keys: distinct rows of self.agg
+                keys, agg = keys[~hit], agg[~hit]
+            if len(keys):
+                all_keys = np.concatenate([self.keys, keys])
+                order = np.argsort(all_keys, kind="stable")  # two sorted runs: a merge
+                keys, agg = all_keys[order], np.concatenate([self.agg, agg])[order]
+            else:
+                keys, agg = self.keys, self.agg
+        else:
+            agg = agg.copy()  # updated in place later: never share another sample's array
+        if len(keys) > self.k:
+            keys, agg = keys[: self.k], agg[: self.k]
+        self.keys, self.agg = keys, agg
+        if len(keys) >= self.k:
+            self.full_threshold = keys[-1]
 
     def merge(self, other: "AdSample") -> None:
         self._absorb(other.keys, other.agg)
@@ -196,8 +209,7 @@ class StatsAccumulator:
                     distinct_days.append(u)
                     self.daily_exposures[c][d] += int(has[k + 1] - has[k])
             if distinct_days:
-                self.elements[c].update(distinct_days[0] if len(distinct_days) == 1 else sorted_unique(np.concatenate(distinct_days)),
-                                        distinct=True)
+                self.elements[c].update(union_sorted(*distinct_days), distinct=True)
         ads = _ints(table.column("ad_id"))
         if order is not None:
             ads = ads[order]

@@ -157,29 +157,38 @@ class _Lists:
         return out
 
 
-_LOW40 = np.int64((1 << 40) - 1)
-
-
 def _duplicate_rows(lists: _Lists) -> np.ndarray:
     """bool [n]: rows whose list holds some value twice.
 
-    One sort of 64-bit keys ``row << 40 | (value & (2^40 - 1))`` finds candidate pairs (equal
-    neighbours); candidates are confirmed exactly on (row, value) so that no row is flagged by a
-    collision of the low 40 bits."""
+    One sort of keys ``row << b | (value mod 2^b)`` finds candidate rows (equal neighbours): 32-bit keys when
+    the row number fits in 16 bits (``b = 32 - row bits``: half the memory traffic of 64-bit keys, the pass
+    is memory-bound), else 64-bit keys with ``b = 40``. Keys are sorted by row already, so the stable sort
+    (timsort) only sorts within rows. Candidate rows are confirmed exactly on their (row, value) pairs, so
+    no row is flagged by a collision of the low bits."""
     n = len(lists.lengths)
     out = np.zeros(n, dtype=bool)
     if not len(lists.values) or lists.lengths.max(initial=0) < 2:
         return out
-    rows = np.repeat(np.arange(n, dtype=np.int64), lists.lengths)
-    keys = (rows << np.int64(40)) | (lists.values & _LOW40)  # row < 2^23 per batch, so no overflow
-    s = np.sort(keys, kind="stable")  # keys are sorted by row already: timsort only sorts within rows
-    eq = s[1:] == s[:-1]
+    row_bits = max(1, (n - 1).bit_length())
+    if row_bits <= 16:
+        dt, b = np.uint32, 32 - row_bits
+        low = lists.values.astype(np.uint32) & np.uint32((1 << b) - 1)
+    else:  # row < 2^23 per batch: no overflow
+        dt, b = np.int64, 40
+        low = lists.values & np.int64((1 << 40) - 1)
+    keys = np.repeat(np.arange(n, dtype=dt) << dt(b), lists.lengths)
+    keys |= low
+    del low
+    keys.sort(kind="stable")
+    eq = keys[1:] == keys[:-1]
     if not eq.any():
         return out
-    dup_keys = np.unique(s[1:][eq])
-    i = np.minimum(np.searchsorted(dup_keys, keys), len(dup_keys) - 1)
-    cand = np.flatnonzero(dup_keys[i] == keys)
-    r, v = rows[cand], lists.values[cand]
+    rows = np.unique(keys[1:][eq] >> dt(b)).astype(np.int64)  # candidate rows, confirmed exactly below
+    lens = lists.lengths[rows]
+    r = np.repeat(rows, lens)
+    first = np.cumsum(lens) - lens
+    idx = np.repeat(lists.starts[rows] - first, lens) + np.arange(int(lens.sum()), dtype=np.int64)
+    v = lists.values[idx]
     order = np.lexsort((v, r))
     r, v = r[order], v[order]
     same = (r[1:] == r[:-1]) & (v[1:] == v[:-1])

@@ -71,26 +71,33 @@ def sample_keys(ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
 
 
 class SampleMerger:
-    """The ``k`` rows with the smallest ``(key, position)`` among the shards' candidates, in bounded memory: the
-    shards wrote their candidates to small files; only keys and positions travel, and the ``k`` chosen rows are
-    read back at the end."""
+    """The ``k`` rows with the smallest ``(key, position)`` among the shards' candidates, in bounded memory: only
+    keys, positions and where each row lies in the spill travel; the ``k`` chosen rows are read from the spill
+    at the end (each spilled batch memory-mapped only while its rows are taken)."""
 
     def __init__(self, k: int) -> None:
         self.k = k
         self.keys = np.zeros(0, dtype=np.uint64)
         self.pos = np.zeros(0, dtype=np.int64)
-        self.src = np.zeros(0, dtype=np.int64)  # index into self.paths
-        self.row = np.zeros(0, dtype=np.int64)  # row in that file
-        self.paths: list[str] = []
+        self.src = np.zeros(0, dtype=np.int64)  # index into self.sources
+        self.row = np.zeros(0, dtype=np.int64)  # row in that spilled batch
+        self.sources: list[tuple[str, int]] = []  # (spilled rows file, batch)
+        self._source_index: dict[tuple[str, int], int] = {}
 
-    def absorb(self, keys: np.ndarray, pos: np.ndarray, path: str | None) -> None:
-        if path is None or not len(keys):
+    def absorb(self, keys: np.ndarray, pos: np.ndarray, sources: list[tuple[str, int]], src: np.ndarray, row: np.ndarray) -> None:
+        if not len(keys):
             return
-        self.paths.append(path)
+        index = np.empty(len(sources), dtype=np.int64)
+        for i, where in enumerate(sources):  # a shard's few sources, not its rows
+            where = (str(where[0]), int(where[1]))
+            if where not in self._source_index:
+                self._source_index[where] = len(self.sources)
+                self.sources.append(where)
+            index[i] = self._source_index[where]
         keys = np.concatenate([self.keys, keys])
         pos = np.concatenate([self.pos, pos])
-        src = np.concatenate([self.src, np.full(len(pos) - len(self.pos), len(self.paths) - 1, dtype=np.int64)])
-        row = np.concatenate([self.row, np.arange(len(pos) - len(self.pos), dtype=np.int64)])
+        src = np.concatenate([self.src, index[src]])
+        row = np.concatenate([self.row, row])
         if len(keys) > self.k:
             keep = np.lexsort((pos, keys))[: self.k]
             keys, pos, src, row = keys[keep], pos[keep], src[keep], row[keep]
@@ -102,13 +109,16 @@ class SampleMerger:
             return _SCHEMA.empty_table()
         keep = np.lexsort((self.pos, self.keys))[:k]
         keep = keep[np.argsort(self.pos[keep])]
-        pieces = []
-        for i in keep_runs(self.src[keep]):
-            a, b = i
-            source = int(self.src[keep[a]])
-            table = pa.ipc.open_file(pa.memory_map(self.paths[source])).read_all()
-            pieces.append(table.take(pa.array(self.row[keep[a:b]])))
-        return pa.concat_tables(pieces).combine_chunks()
+        by_source = np.argsort(self.src[keep], kind="stable")
+        taken: list[pa.Table] = []
+        for a, b in keep_runs(self.src[keep][by_source]):
+            file, batch = self.sources[int(self.src[keep[by_source[a]]])]
+            rows = self.row[keep[by_source[a:b]]]
+            with pa.memory_map(file) as m:
+                t = pa.Table.from_batches([pa.ipc.open_file(m).get_batch(batch)]).take(pa.array(rows)).combine_chunks()
+            taken.append(t)
+        table = pa.concat_tables(taken).combine_chunks()  # grouped by source; back to split order:
+        return table.take(pa.array(np.argsort(by_source, kind="stable"))).combine_chunks()
 
 
 def keep_runs(values: np.ndarray) -> list[tuple[int, int]]:
