@@ -109,9 +109,9 @@ class _Smallest:
         return SampleCandidates(keys, pos, [sources[i] for i in used.tolist()], src.astype(np.int32), row)
 
 
-def encode_shard(spec: ShardSpec, folder: str, sample_rows: int, seed: int, with_stats: bool, spill: str) -> EncodeResult:
-    """Write ``folder/spec.name``; see the module docstring. (``spill`` is kept for the engines' call shape:
-    the sample candidates are numbers pointing into the spill, nothing is written there.)"""
+def encode_shard(spec: ShardSpec, folder: str, sample_rows: int, seed: int, with_stats: bool) -> EncodeResult:
+    """Write ``folder/spec.name``; see the module docstring. (The sample candidates are numbers pointing into
+    the spill: nothing else is written.)"""
     path = Path(folder) / spec.name
     path.parent.mkdir(parents=True, exist_ok=True)
     stats = StatsAccumulator() if with_stats else None

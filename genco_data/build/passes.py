@@ -118,7 +118,7 @@ def run_passes(tmp: Path, spill: Path, plan: _Plan, tasks: list[IngestTask], cfg
     stats = StatsAccumulator()
     shards: dict[str, list[tuple[Path, int]]] = {s: [] for s in SPLITS}
     digests: dict[str, str] = {}
-    for spec, res in zip(specs, engine.map(_encode, specs, folder, cfg.sample_rows, cfg.seed, str(spill))):
+    for spec, res in zip(specs, engine.map(_encode, specs, folder, cfg.sample_rows, cfg.seed)):
         shards[spec.split].append((Path(folder) / res.name, res.rows))
         digests[str(Path(folder) / res.name)] = res.sha256
         samplers[spec.split].absorb(res.sample.keys, res.sample.positions, res.sample.sources, res.sample.src, res.sample.row)
@@ -129,8 +129,8 @@ def run_passes(tmp: Path, spill: Path, plan: _Plan, tasks: list[IngestTask], cfg
     return Passes(rows_in, rejects, split_rows, shards, samplers, stats.result(), reordered, digests)
 
 
-def _encode(spec: ShardSpec, folder: str, sample_rows: int, seed: int, spill: str):
-    return encode_shard(spec, folder, sample_rows, seed, with_stats=spec.split == "train", spill=spill)
+def _encode(spec: ShardSpec, folder: str, sample_rows: int, seed: int):
+    return encode_shard(spec, folder, sample_rows, seed, with_stats=spec.split == "train")
 
 
 def _with_rows_per_shard(cfg: BuildConfig, rows: int) -> BuildConfig:
