@@ -17,7 +17,6 @@ the last train days), fitted on the same train split in the same run.
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 from pathlib import Path
 
@@ -31,24 +30,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from genco_data.format.components import COMPONENTS  # noqa: E402
+from learnable import _shown_ids, _split, fixed_effect_logit  # noqa: E402
 
 #: Train-exposure bins [lo, hi) of the per-bin figures.
 EXPOSURE_BINS = (0, 1, 11, 101, 1001, np.iinfo(np.int64).max)
 MIN_PAIRS = 50  # a bin with fewer (row, candidate) pairs prints no figure
 
 
-def _split(release: Path, split: str) -> pa.Table:
-    return pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(str(release / "data" / "impressions" / f"{split}-*.parquet")))])
-
-
 def exposures(train: pa.Table, component: str) -> tuple[np.ndarray, np.ndarray]:
     """(sorted element ids, times shown) of ``component`` in the train rows."""
-    cand = train[f"{component}_candidates"].combine_chunks()
-    shown = pc.is_valid(train[f"{component}_exposed"]).to_numpy(zero_copy_only=False)
-    rows = np.flatnonzero(shown)
-    slot = train[f"{component}_exposed"].to_numpy(zero_copy_only=False)[rows].astype(np.int64)
-    ids = cand.values.to_numpy()[cand.offsets.to_numpy()[rows] + slot]
-    return np.unique(ids, return_counts=True)
+    return np.unique(_shown_ids(train, COMPONENTS.index(component))[1], return_counts=True)
 
 
 def _pairs(test: pa.Table, scores: pa.ChunkedArray, component: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,11 +84,7 @@ def agreement(release: Path, predictions: Path, with_logit: bool = True) -> list
     pred = pq.read_table(predictions)
     if not pred["impression_id"].equals(test["impression_id"]):
         raise SystemExit(f"{predictions}: impression ids are not the test split's, in its order")
-    logit = None
-    if with_logit:
-        from learnable import fixed_effect_logit
-
-        logit, _ = fixed_effect_logit(train)
+    logit = fixed_effect_logit(train)[0] if with_logit else None
     out = []
     for j, c in enumerate(COMPONENTS):
         order = np.argsort(world[f"elem{j}_id"])
