@@ -30,7 +30,8 @@ def build_policy(method: str, vocab_sizes: dict[str, int], cfg: TrainConfig, mod
             gcfg = GenCOConfig.from_dict(model_config)
         else:
             sparse = cfg.sparse_embeddings if cfg.sparse_embeddings is not None else sparse_auto(cfg.optimizer, vocab_sizes)
-            gcfg = GenCOConfig.variant(method, vocab_sizes, packed=cfg.packed, sparse_embeddings=sparse, **cfg.genco_options)
+            options = {**({"emb_dim": cfg.emb_dim} if cfg.emb_dim is not None else {}), **cfg.genco_options}
+            gcfg = GenCOConfig.variant(method, vocab_sizes, packed=cfg.packed, sparse_embeddings=sparse, **options)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             return GenCO(gcfg)

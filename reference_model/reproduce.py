@@ -91,7 +91,8 @@ def _train_kwargs(method: str, seed: int, settings: dict[str, Any], device: str)
     kw = {"method": method, "seed": seed, "device": device, "threads": 1, "quiet": True, "save_every": 0,
           "protocol": settings.get("protocol", "reference"), "epochs": settings["epochs"], "max_rows": settings["max_rows"]}
     if method not in ("dco", "uniform"):
-        kw.update({k: settings[k] for k in ("optimizer", "lr", "validation_days", "patience", "weight_decay") if k in settings})
+        kw.update({k: settings[k] for k in ("optimizer", "lr", "validation_days", "patience", "min_epochs", "weight_decay", "emb_dim")
+                   if k in settings})
     if settings.get("genco_options"):
         from reference_model.config import VARIANTS
 

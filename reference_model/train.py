@@ -210,7 +210,7 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
         return _fit_counting(cfg, policy, rows, out, dist_, meta, t_start)
     # validation (reference_model.validation): the last train days, scored after every epoch by every rank (same
     # weights, same draws, so every rank takes the same stopping decision without communicating)
-    stopper = EarlyStopping(cfg.patience)
+    stopper = EarlyStopping(cfg.patience, min_epochs=cfg.min_epochs)
     val_blocks = None
     if v_hi > v_lo:
         stopper.curve = list(((saved_meta or {}).get("validation") or {}).get("curve", []))
@@ -406,6 +406,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    f"early stopping and model selection on their calibrated sCTR (default {ref['validation_days']} / paper 0 = none)")
     p.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better validation score, "
                    f"0 = never early (default {ref['patience']})")
+    p.add_argument("--min-epochs", type=int, default=None, help="epochs before this one are validated but neither selected nor "
+                   f"counted for patience (default {ref['min_epochs']} / paper {paper['min_epochs']})")
+    p.add_argument("--emb-dim", type=int, default=None, help="id-embedding dim of the GenCO methods (default: the protocol's, "
+                   f"{ref['emb_dim']} / paper {paper['emb_dim']}; benchmarks/README.md says why)")
     p.add_argument("--weight-decay", type=float, default=None, help="L2 on the id-embedding table only (ours; default "
                    f"{ref['weight_decay']:g} / paper 0)")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -449,7 +453,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=args.data, out=args.out, method=args.method, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         protocol="paper" if args.paper_defaults else "reference", validation_days=args.validation_days, patience=args.patience,
-        weight_decay=args.weight_decay,
+        weight_decay=args.weight_decay, min_epochs=args.min_epochs, emb_dim=args.emb_dim,
         seed=args.seed, bf16=args.bf16, max_rows=args.max_rows, resume=args.resume, packed=not args.padded,
         sparse_embeddings=args.sparse_embeddings, genco_options=GenCOConfig.parse_options(args.genco_set),
         vocab=args.vocab, hash_size_factor=args.hash_size_factor,

@@ -29,13 +29,18 @@ Method = Literal["genco", "wo_mil", "wo_rl", "wo_context", "wo_all", "f_ele", "f
 RESUME_OVERRIDABLE: tuple[str, ...] = ("epochs", "quiet", "device", "threads", "log_every", "save_every", "stream", "memory_budget_gb")
 VOCAB_KINDS: tuple[str, ...] = ("hashed", "exact")
 #: The tuning settings of each protocol (module docstring); a TrainConfig field left None takes its protocol's value.
-#: reference: tuned on seed 100 of a 300 k-row default release (benchmarks/README.md, "Reference protocol"); never
+#: reference: tuned on seeds 100-103 of a 300 k-row default release (benchmarks/README.md, "Reference protocol"); never
 #: on a reported seed.
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    "reference": {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "validation_days": 2, "patience": 2, "weight_decay": 3e-4},
-    "paper": {"optimizer": "sgd", "lr": 5e-3, "epochs": 1, "validation_days": 0, "patience": 0, "weight_decay": 0.0},
+    "reference": {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "validation_days": 2, "patience": 2, "min_epochs": 3,
+                  "weight_decay": 3e-4, "emb_dim": 2},
+    "paper": {"optimizer": "sgd", "lr": 5e-3, "epochs": 1, "validation_days": 0, "patience": 0, "min_epochs": 0,
+              "weight_decay": 0.0, "emb_dim": 4},
 }
-PROTOCOL_FIELDS: tuple[str, ...] = ("optimizer", "lr", "epochs", "validation_days", "patience", "weight_decay")
+PROTOCOL_FIELDS: tuple[str, ...] = ("optimizer", "lr", "epochs", "validation_days", "patience", "min_epochs", "weight_decay", "emb_dim")
+#: What a run's config.json written before a protocol field existed meant by it (the then-fixed value), so that
+#: --resume and the readers of old runs keep their meaning.
+PROTOCOL_FIELDS_BEFORE: dict[str, Any] = {"min_epochs": 0, "emb_dim": 4}
 #: Fused id-table rows above which the auto choice is a sparse gradient. Measured (1 thread, 47k rows touched per
 #: step): the update alone, dense 2.6 / 14 / 71 / 671 ms, sparse 5 / 13 / 15 / 34 ms at 50k / 578k / 4M / 40M rows;
 #: a whole GenCO step (benchmarks/train.py): equal at 58k rows, sparse 12 % faster at 578k.
@@ -47,7 +52,7 @@ def sparse_auto(optimizer: str, vocab_sizes: dict[str, int], ddp_on_gpu: bool = 
     return optimizer == "sgd" and not ddp_on_gpu and sum(vocab_sizes.values()) > SPARSE_TABLE_ROWS
 STREAM_MODES: tuple[str, ...] = ("auto", "always", "never")
 
-__all__ = ["PROTOCOLS", "PROTOCOL_FIELDS", "METHODS", "GENCO_METHODS", "GRADIENT_METHODS", "Method", "RESUME_OVERRIDABLE", "VOCAB_KINDS", "STREAM_MODES", "SPARSE_TABLE_ROWS", "sparse_auto", "TrainConfig"]
+__all__ = ["PROTOCOLS", "PROTOCOL_FIELDS", "PROTOCOL_FIELDS_BEFORE", "METHODS", "GENCO_METHODS", "GRADIENT_METHODS", "Method", "RESUME_OVERRIDABLE", "VOCAB_KINDS", "STREAM_MODES", "SPARSE_TABLE_ROWS", "sparse_auto", "TrainConfig"]
 
 
 @dataclass
@@ -69,9 +74,14 @@ class TrainConfig:
     # the last N distinct train days are the validation rows (never trained on, never the test split); 0 = none (paper)
     validation_days: int | None = None
     patience: int | None = None  # stop after this many epochs without a better validation score; 0 = never stop early
+    # epochs before this one are validated and recorded but neither selected nor counted for patience (reference: 3)
+    min_epochs: int | None = None
     # ours: L2 on the fused id table only (the ridge prior of benchmarks/learnable.py's logit: rarely shown ids shrink
     # towards 0 instead of winning the argmax on noise); 0 = none (paper)
     weight_decay: float | None = None
+    # id-embedding dim of the GenCO methods (paper: 4; reference: 2, chosen on seed 100: with 4 dims the element
+    # scores of widely shown titles rank against their quality, benchmarks/README.md). --genco-set emb_dim wins.
+    emb_dim: int | None = None
     seed: int = 0  # initial weights, policy-gradient draws (per rank), validation draws
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     bf16: bool = False  # bf16 autocast of the forward pass (GPU; works on CPU but is rarely faster)
@@ -112,10 +122,13 @@ class TrainConfig:
         wd = self.weight_decay
         if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not 0 <= wd < float("inf")):
             raise InvalidInputError(f"--weight-decay must be a number >= 0; got {wd!r}")
-        for name in ("validation_days", "patience"):
+        for name in ("validation_days", "patience", "min_epochs"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise InvalidInputError(f"--{name.replace('_', '-')} must be an integer >= 0; got {v!r}")
+        ed = self.emb_dim
+        if ed is not None and (isinstance(ed, bool) or not isinstance(ed, int) or ed < 1):
+            raise InvalidInputError(f"--emb-dim must be an integer >= 1; got {ed!r}")
         if self.method not in METHODS:
             raise InvalidInputError(f"--method must be one of {', '.join(METHODS)}; got {self.method!r}")
         if self.optimizer not in ("sgd", "adam") and not (self.optimizer is None and self.resume):
@@ -162,4 +175,5 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        d = {**PROTOCOL_FIELDS_BEFORE, **d}  # a run from before these fields: their then-fixed values
         return cls(**{k: v for k, v in d.items() if k in known})

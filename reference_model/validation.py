@@ -176,17 +176,27 @@ def validate_epoch(policy: torch.nn.Module, method: str, blocks: Iterable[Batch]
 
 @dataclass
 class EarlyStopping:
-    """Patience on a higher-is-better score. ``curve``: ``[{epoch, score, ...}]``, one per epoch evaluated."""
+    """Patience on a higher-is-better score. ``curve``: ``[{epoch, score, ...}]``, one per epoch evaluated.
+
+    ``min_epochs``: epochs before it are scored and recorded but can neither be selected nor count towards the
+    patience (Keras' ``start_from_epoch``). Why: on the default world every GenCO variant's true headroom rises for
+    the first 3 epochs (benchmarks/README.md, "Reference protocol"), while the validation score of two logged days
+    moves by more than that between epochs, so an unrestricted pick often keeps an under-trained epoch 1."""
 
     patience: int
     min_delta: float = 0.0
     curve: list[dict[str, Any]] = field(default_factory=list)
+    min_epochs: int = 0
+
+    def _eligible(self) -> list[dict[str, Any]]:
+        return [r for r in self.curve if r["epoch"] >= self.min_epochs]
 
     @property
     def best(self) -> dict[str, Any] | None:
-        """The record of the selected epoch: the first with the highest score (NaN scores never win)."""
+        """The record of the selected epoch: the first eligible one with the highest score (NaN scores never win);
+        None before ``min_epochs`` (the last weights are kept then)."""
         best = None
-        for r in self.curve:
+        for r in self._eligible():
             s = r["score"]
             if s is not None and math.isfinite(s) and (best is None or s > best["score"] + self.min_delta):
                 best = r
@@ -199,13 +209,14 @@ class EarlyStopping:
 
     @property
     def stop(self) -> bool:
-        """``patience`` epochs since the best one (or since the start, when no epoch has a finite score)."""
-        best = self.best
-        since = len(self.curve) - (self.curve.index(best) + 1 if best is not None else 0)
+        """``patience`` eligible epochs since the best one (or since ``min_epochs``, when no eligible epoch has a
+        finite score)."""
+        best, eligible = self.best, self._eligible()
+        since = len(eligible) - (eligible.index(best) + 1 if best is not None else 0)
         return self.patience > 0 and since >= self.patience
 
     def to_dict(self) -> dict[str, Any]:
         best = self.best
-        return {"patience": self.patience, "min_delta": self.min_delta, "curve": self.curve,
+        return {"patience": self.patience, "min_epochs": self.min_epochs, "min_delta": self.min_delta, "curve": self.curve,
                 "best_epoch": best["epoch"] if best else None, "best_score": best["score"] if best else None,
                 "stopped_early": self.stop}

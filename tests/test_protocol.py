@@ -93,7 +93,8 @@ def test_early_stopping_keeps_the_best_epoch_on_the_last_days_only(release, tmp_
 
     monkeypatch.setattr(validation, "evaluate_policy", fake)
     out = tmp_path / "run"
-    s = train(TrainConfig(data=str(release), out=str(out), epochs=6, patience=2, validation_days=2, quiet=True, save_every=0))
+    s = train(TrainConfig(data=str(release), out=str(out), epochs=6, patience=2, min_epochs=0, validation_days=2, quiet=True,
+                          save_every=0))
     assert s["epochs"] == 4 and s["validation"]["best_epoch"] == 2 and s["validation"]["stopped_early"]
     meta = read_run_config(out)
     assert [r["score"] for r in meta["validation"]["curve"]] == planted[:4]
@@ -114,6 +115,42 @@ def test_early_stopping_keeps_the_best_epoch_on_the_last_days_only(release, tmp_
     lo, hi = meta["data"]["rows"]
     assert hi == meta["validation"]["rows"][0] == int((days < last2[0]).sum())
     assert not want & set(train_t.column("impression_id").to_pylist()[lo:hi])
+
+
+def test_min_epochs_keeps_early_epochs_out_of_selection_and_patience(release, tmp_path, monkeypatch):
+    """The same planted curve with min_epochs 3: epoch 2's higher score cannot win; epochs 3 (0.20), 4 (0.25), 5 (0.90),
+    6 (0.95) are eligible, so nothing stops early and epoch 6's weights are kept. With min_epochs above the epochs
+    trained nothing is selected and the last weights are what predict reads."""
+    planted = [0.10, 0.30, 0.20, 0.25, 0.90, 0.95, 0.0]
+    weights: list[dict[str, torch.Tensor]] = []
+
+    def fake(policy, method, blocks, seed, device):
+        weights.append({k: v.detach().clone() for k, v in policy.state_dict().items()})
+        return {"score": planted[len(weights) - 1], "rows": 1, "components": {}}
+
+    monkeypatch.setattr(validation, "evaluate_policy", fake)
+    kw = dict(data=str(release), epochs=6, patience=2, validation_days=2, quiet=True, save_every=0)
+    s = train(TrainConfig(out=str(tmp_path / "a"), min_epochs=3, **kw))
+    assert s["epochs"] == 6 and s["validation"]["best_epoch"] == 6 and not s["validation"]["stopped_early"]
+    assert read_run_config(tmp_path / "a")["validation"]["min_epochs"] == 3
+    assert all(torch.equal(v, weights[5][k]) for k, v in load_run(tmp_path / "a")[0].state_dict().items())
+    # the planted curve again, min_epochs 4, at most 3 epochs: no epoch is eligible, the last weights are kept
+    weights.clear()
+    s = train(TrainConfig(out=str(tmp_path / "b"), min_epochs=4, **{**kw, "epochs": 3}))
+    assert s["epochs"] == 3 and s["validation"]["best_epoch"] is None and not (tmp_path / "b" / BEST_NAME).exists()
+    assert all(torch.equal(v, weights[2][k]) for k, v in load_run(tmp_path / "b")[0].state_dict().items())
+
+
+def test_early_stopping_counts_patience_from_min_epochs():
+    stopper = validation.EarlyStopping(2, min_epochs=3)
+    for epoch, score in [(1, 0.9), (2, 0.8), (3, 0.1)]:
+        stopper.update({"epoch": epoch, "score": score})
+        assert not stopper.stop
+    assert stopper.best["epoch"] == 3
+    stopper.update({"epoch": 4, "score": 0.05})
+    assert not stopper.stop  # one eligible epoch since the best
+    stopper.update({"epoch": 5, "score": 0.0})
+    assert stopper.stop and stopper.best["epoch"] == 3
 
 
 def test_the_validation_score_is_the_evaluators_math(release):
