@@ -248,12 +248,13 @@ class GenCO(nn.Module):
         mode: InferenceMode | None = None,
         K: int | None = None,
         generator: torch.Generator | None = None,
-        include_greedy: bool = False,
+        include_greedy: bool | None = None,
     ) -> Selection:
         """Choose one combination per row (Eq. 24-25), in eval mode (BatchNorm running stats).
 
         - ``sample``: draw K combinations from π (:func:`sample_slots`, ``generator``), score each with s, keep the argmax;
-          ``include_greedy`` adds the per-component argmax as one more candidate (not in the paper);
+          ``include_greedy`` (None = ``config.include_greedy``) adds the per-component argmax as one more candidate
+          (not in the paper);
         - ``greedy``: per-component argmax of π;
         - ``enumerate``: score every combination (or ``enumerate_cap`` uniform draws when there are more).
 
@@ -279,7 +280,7 @@ class GenCO(nn.Module):
                     valid = torch.ones(cand.shape[:2], dtype=torch.bool, device=cand.device)
                 else:
                     cand, valid = enumerate_combinations(batch.mask, self.config.enumerate_cap, generator)
-                if include_greedy:
+                if self.config.include_greedy if include_greedy is None else include_greedy:
                     cand = torch.cat([greedy[:, None], cand], dim=1)
                     valid = torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)
                 s = self.combination_score(h, el, cand)[0].masked_fill(~valid, float("-inf"))  # (B, K)
