@@ -50,6 +50,7 @@ from reference_model.reproduce_config import (
     ReproduceConfig,
 )
 from reference_model.results import QUICK_NOTE, aggregate, render_markdown
+from reference_model.train_config import PROTOCOL_FIELDS, PROTOCOLS
 
 # The public names of reproduce, its settings' included (``reference_model.reproduce.SETTINGS`` still works).
 __all__ = [
@@ -91,8 +92,7 @@ def _train_kwargs(method: str, seed: int, settings: dict[str, Any], device: str)
     kw = {"method": method, "seed": seed, "device": device, "threads": 1, "quiet": True, "save_every": 0,
           "protocol": settings.get("protocol", "reference"), "epochs": settings["epochs"], "max_rows": settings["max_rows"]}
     if method not in ("dco", "uniform"):
-        kw.update({k: settings[k] for k in ("optimizer", "lr", "validation_days", "patience", "min_epochs", "weight_decay", "emb_dim")
-                   if k in settings})
+        kw.update({k: settings[k] for k in PROTOCOL_FIELDS if k in settings})  # (epochs: already in kw, the same value)
     if settings.get("genco_options"):
         from reference_model.config import VARIANTS
 
@@ -249,8 +249,6 @@ def run_reproduce(cfg: ReproduceConfig) -> dict[str, Any]:
         rs = [r for r in results if r["method"] == m]
         folder = out / "submissions" / m
         kw = _train_kwargs(m, 0, settings, device)
-        from reference_model.train_config import PROTOCOLS
-
         proto = PROTOCOLS[kw["protocol"]]  # only what differs from the protocol's defaults is a flag
         train_opts = " ".join(["--paper-defaults"] * (kw["protocol"] == "paper") + [
             f"--{k.replace('_', '-')} {v}" for k, v in kw.items()

@@ -79,7 +79,7 @@ class TrainConfig:
     # ours: L2 on the fused id table only (the ridge prior of benchmarks/learnable.py's logit: rarely shown ids shrink
     # towards 0 instead of winning the argmax on noise); 0 = none (paper)
     weight_decay: float | None = None
-    # id-embedding dim of the GenCO methods (paper: 4; reference: 2, chosen on seed 100: with 4 dims the element
+    # id-embedding dim of the GenCO methods (paper: 4; reference: 2, chosen on seeds 100-103: with 4 dims the element
     # scores of widely shown titles rank against their quality, benchmarks/README.md). --genco-set emb_dim wins.
     emb_dim: int | None = None
     seed: int = 0  # initial weights, policy-gradient draws (per rank), validation draws

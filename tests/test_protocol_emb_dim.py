@@ -1,4 +1,4 @@
-"""``emb_dim`` is a protocol setting: the reference protocol's GenCO uses 2-dim id embeddings (chosen on seed 100,
+"""``emb_dim`` is a protocol setting: the reference protocol's GenCO uses 2-dim id embeddings (chosen on seeds 100-103,
 benchmarks/README.md "Reference protocol"), ``--paper-defaults`` the paper's 4; ``--emb-dim`` and ``--genco-set
 emb_dim=`` override it (the latter wins); the value is recorded in config.json and checked strictly.
 
@@ -36,12 +36,12 @@ def test_genco_train_builds_the_protocols_embedding_dim(release, tmp_path, argv,
     assert cfg["train"]["emb_dim"] == (3 if "--emb-dim" in argv else PROTOCOLS[cfg["train"]["protocol"]]["emb_dim"])
 
 
-def test_the_reference_protocol_differs_from_the_paper_in_emb_dim_only_for_genco():
+def test_emb_dim_is_2_in_the_reference_protocol_and_4_in_the_papers():
     assert (PROTOCOLS["reference"]["emb_dim"], PROTOCOLS["paper"]["emb_dim"]) == (2, 4)
     assert TrainConfig(data="rel").emb_dim == 2 and TrainConfig(data="rel", protocol="paper").emb_dim == 4
 
 
-def test_a_run_written_before_the_field_resumes_with_the_old_meaning(release, tmp_path):
+def test_a_run_config_written_before_the_fields_reads_with_their_old_values(release, tmp_path):
     out = tmp_path / "old"
     train(TrainConfig(data=str(release), out=str(out), max_rows=512, batch_size=256, epochs=1, validation_days=0,
                       quiet=True, save_every=0, emb_dim=4))
