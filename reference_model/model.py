@@ -69,6 +69,9 @@ __all__ = [
     "slots_to_original",
 ]
 
+#: Combinations scored per call at inference (rows × candidates): keeps select's temporaries to a few MB.
+SCORE_CHUNK_COMBINATIONS = 65_536
+
 
 class GenCOOutput(NamedTuple):
     """Everything the losses need from one forward pass (B rows, K sampled combinations)."""
@@ -211,6 +214,13 @@ class GenCO(nn.Module):
         fc = (w.unsqueeze(-1) * f).sum(2)  # (B, K, F)
         return self.phi(torch.cat([hk, fc], dim=-1)).squeeze(-1), w  # (B, K), (B, K, 6)
 
+    def _chunked_scores(self, h: Tensor, el: _Elements, cand: Tensor) -> Tensor:
+        """s of the candidates ``cand`` (B, K, 6), a few candidates per row at a time: the same draws and scores as
+        one call, but no (B·K, ...) temporaries of hundreds of MB, whose page faults cost more CPU than the
+        arithmetic (8192 rows × 65 candidates: 9.5 → 5 s per 65 k test rows on one thread)."""
+        step = max(1, SCORE_CHUNK_COMBINATIONS // max(1, cand.shape[0]))
+        return torch.cat([self.combination_score(h, el, cand[:, k:k + step])[0] for k in range(0, cand.shape[1], step)], dim=1)
+
     # -- public entry points -------------------------------------------------------------------------------
     def forward(self, batch: BatchLike, *, generator: torch.Generator | None = None, rl_samples: int | None = None) -> GenCOOutput:
         """One pass for training: element distribution, the logged combination's s / w / p, and (if the
@@ -283,7 +293,7 @@ class GenCO(nn.Module):
                 if self.config.include_greedy if include_greedy is None else include_greedy:
                     cand = torch.cat([greedy[:, None], cand], dim=1)
                     valid = torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)
-                s = self.combination_score(h, el, cand)[0].masked_fill(~valid, float("-inf"))  # (B, K)
+                s = self._chunked_scores(h, el, cand).masked_fill(~valid, float("-inf"))  # (B, K)
                 best = s.argmax(1)  # (B,)
                 choices = cand[torch.arange(cand.shape[0], device=cand.device), best]  # (B, 6)
             scores = el.logits.masked_fill(~batch.mask, float("-inf"))

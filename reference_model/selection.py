@@ -55,7 +55,9 @@ def sample_slots(logits: Tensor, mask: Tensor, K: int, generator: torch.Generato
     cdf = probs.cumsum(-1)  # (B, 6, 15)
     u = torch.rand((B, K, N_COMPONENTS), generator=generator, device=logits.device, dtype=probs.dtype)
     u = u * cdf[:, None, :, -1]  # (B, K, 6) in [0, Σπ)
-    choice = (cdf.unsqueeze(1) <= u.unsqueeze(-1)).sum(-1)  # (B, K, 6) first slot with cdf > u
+    # first slot with cdf > u = the number of cdf entries <= u (cdf is non-decreasing): a binary search instead of
+    # a (B, K, 6, 15) comparison, whose temporaries dominated inference time at K = 64
+    choice = torch.searchsorted(cdf.contiguous(), u.transpose(1, 2).contiguous(), right=True).transpose(1, 2)  # (B, K, 6)
     return torch.where(mask.any(-1).unsqueeze(1), choice, -1)
 
 
