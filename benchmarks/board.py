@@ -15,6 +15,10 @@ Per method and seed, on the six components:
 For the reference GenCO (``--method``), per component: the mean estimated lift and its standard error, the true
 lift (from the planted world, in the entry), and the test rows at which the interval would exclude 0 at that true
 lift: ``rows · (1.96 · se / true lift)²`` (the standard error shrinks as 1/√rows).
+
+**The paper's orderings** (:data:`PAPER_ORDERINGS`: Table 2's online hierarchy, Table 3's ablations): for each claim
+"A above B", the difference of headroom captured (truth) paired by seed, its mean and 95 % t-interval over the seeds;
+*reproduced* when the interval lies above 0, *refuted* when below, *unresolved* otherwise.
 """
 from __future__ import annotations
 
@@ -29,6 +33,16 @@ from genco_data.format.components import COMPONENTS
 from genco_data.leaderboard.entries import load_entries
 
 Z95 = 1.959963984540054
+#: Two-sided 95 % quantiles of Student's t by degrees of freedom (seeds − 1).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+#: (A, B, where the paper says A is above B): Table 2 (online CTR: Uniform < MLP, DCO < f_ele < f_comb < GenCO) and
+#: Table 3 (removing MIL, RL or context lowers CTR; w/o RL and w/o all the most).
+PAPER_ORDERINGS: tuple[tuple[str, str, str], ...] = (
+    ("GenCO", "f_comb only", "Table 2"), ("f_comb only", "f_ele only", "Table 2"), ("f_ele only", "MLP", "Table 2"),
+    ("f_ele only", "DCO", "Table 2"), ("MLP", "Uniform", "Table 2"), ("DCO", "Uniform", "Table 2"),
+    ("GenCO", "GenCO w/o MIL", "Table 3"), ("GenCO", "GenCO w/o RL", "Table 3"), ("GenCO", "GenCO w/o context", "Table 3"),
+    ("GenCO", "GenCO w/o all", "Table 3"), ("GenCO w/o MIL", "GenCO w/o RL", "Table 3"), ("GenCO w/o context", "GenCO w/o RL", "Table 3"),
+)
 
 
 def _lift(seed_result: dict, component: str) -> tuple[float, float, float, float | None]:
@@ -69,7 +83,27 @@ def summarize(entries_dir: Path, version: str | None, reference: str) -> dict:
                 est, se, truth = vals.mean(0)
                 need = float(n * (Z95 * se / truth) ** 2) if truth > 0 else None
                 components[c] = {"lift": 100 * est, "se": 100 * se, "true_lift": 100 * truth, "rows_to_separate": need}
-        out[v] = {"methods": rows, "reference": reference if ref is not None else None, "components": components}
+        out[v] = {"methods": rows, "reference": reference if ref is not None else None, "components": components,
+                  "orderings": orderings(of_v)}
+    return out
+
+
+def orderings(entries: list) -> list[dict]:
+    """The paper's claims "A above B" on these entries: paired headroom differences (points) with 95 % t-intervals."""
+    by = {e.submission.method.split(" (")[0]: e for e in entries}
+    out = []
+    for a, b, where in PAPER_ORDERINGS:
+        if a not in by or b not in by or "headroom_captured" not in by[a].metrics:
+            continue
+        ha, hb = (dict(zip(by[m].seeds, by[m].metrics["headroom_captured"].per_seed)) for m in (a, b))
+        seeds = sorted(set(ha) & set(hb))
+        d = 100 * np.array([ha[k] - hb[k] for k in seeds])
+        if d.size < 2:
+            continue
+        half = T95.get(d.size - 1, Z95) * d.std(ddof=1) / np.sqrt(d.size)
+        lo, hi = float(d.mean() - half), float(d.mean() + half)
+        out.append({"above": a, "below": b, "paper": where, "diff": float(d.mean()), "ci_low": lo, "ci_high": hi,
+                    "seeds": len(seeds), "verdict": "reproduced" if lo > 0 else "refuted" if hi < 0 else "unresolved"})
     return out
 
 
@@ -89,6 +123,10 @@ def _text(summary: dict) -> str:
             for c, r in s["components"].items():
                 need = "never (true lift <= 0)" if r["rows_to_separate"] is None else f"{r['rows_to_separate']:,.0f}"
                 lines.append(f"    {c:20s} {r['lift']:+6.2f}  se {r['se']:.2f}  true {r['true_lift']:+6.2f}  rows {need}")
+        if s["orderings"]:
+            lines.append("  the paper's orderings (headroom of A minus B, points, paired by seed, 95 % t-interval):")
+            for o in s["orderings"]:
+                lines.append(f"    {o['paper']}: {o['above']:18s} > {o['below']:18s} {o['diff']:+6.1f} [{o['ci_low']:+6.1f}, {o['ci_high']:+6.1f}]  {o['verdict']}")
     return "\n".join(lines)
 
 

@@ -54,3 +54,26 @@ def test_rows_to_separate_follow_the_standard_error_scaling(summary):
 def test_an_absent_version_is_one_line(capsys):
     with pytest.raises(SystemExit, match=r"no entry of version 9\.9\.9 in"):
         board.main(["--entries", str(COMMITTED), "--version", "9.9.9"])
+
+
+def test_orderings_are_paired_differences_with_a_verdict_from_their_interval(summary):
+    by = {e.submission.method.split(" (")[0]: e for e in load_entries(COMMITTED)}
+    checked = 0
+    for s in summary.values():
+        for o in s["orderings"]:
+            a, b = by[o["above"]].metrics["headroom_captured"].per_seed, by[o["below"]].metrics["headroom_captured"].per_seed
+            assert o["diff"] == pytest.approx(100 * sum(x - y for x, y in zip(a, b)) / len(a))
+            assert o["ci_low"] <= o["diff"] <= o["ci_high"]
+            want = "reproduced" if o["ci_low"] > 0 else "refuted" if o["ci_high"] < 0 else "unresolved"
+            assert o["verdict"] == want
+            checked += 1
+    assert checked >= 10  # every claim of board.PAPER_ORDERINGS whose two methods are on the board
+
+
+def test_a_deterministic_gap_is_reproduced_and_a_reversed_one_refuted():
+    from types import SimpleNamespace as NS
+    def entry(method, per_seed):
+        return NS(submission=NS(method=method), seeds=[0, 1, 2], metrics={"headroom_captured": NS(per_seed=per_seed)})
+    got = {(o["above"], o["below"]): o["verdict"] for o in board.orderings(
+        [entry("DCO (x)", [0.2, 0.2, 0.2]), entry("Uniform (x)", [0.0, 0.01, -0.01]), entry("MLP (x)", [-0.3, -0.31, -0.29])])}
+    assert got[("DCO", "Uniform")] == "reproduced" and got[("MLP", "Uniform")] == "refuted"
