@@ -28,13 +28,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import t as student_t
 
+from genco_data.evaluate.metrics import z_value
 from genco_data.format.components import COMPONENTS
 from genco_data.leaderboard.entries import load_entries
 
-Z95 = 1.959963984540054
-#: Two-sided 95 % quantiles of Student's t by degrees of freedom (seeds − 1).
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+Z95 = z_value(0.95)
 #: (A, B, where the paper says A is above B): Table 2 (online CTR: Uniform < MLP, DCO < f_ele < f_comb < GenCO) and
 #: Table 3 (removing MIL, RL or context lowers CTR; w/o RL and w/o all the most).
 PAPER_ORDERINGS: tuple[tuple[str, str, str], ...] = (
@@ -45,10 +45,16 @@ PAPER_ORDERINGS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _lift(seed_result: dict, component: str) -> tuple[float, float, float, float | None]:
+def _base_name(method: str) -> str:
+    """``"GenCO (genco-data reference)"`` -> ``"GenCO"``: the name the paper's tables use."""
+    return method.split(" (")[0]
+
+
+def _lift(seed_result: dict, component: str) -> tuple[float, float, float, float, float | None]:
+    """(estimate, ci_low, ci_high, se, true lift or None) of one component's calibrated-sCTR lift in one seed."""
     c = seed_result["components"][component]
     truth = (c.get("truth") or {}).get("lift")
-    return c["lift"]["value"], c["lift"]["ci_low"], c["lift"]["ci_high"], truth
+    return c["lift"]["value"], c["lift"]["ci_low"], c["lift"]["ci_high"], c["lift"]["se"], truth
 
 
 def summarize(entries_dir: Path, version: str | None, reference: str) -> dict:
@@ -59,7 +65,7 @@ def summarize(entries_dir: Path, version: str | None, reference: str) -> dict:
     out: dict = {}
     for v in versions:
         of_v = [e for e in entries if e.submission.dataset_version == v]
-        uniform = next((e for e in of_v if e.submission.method.startswith("Uniform")), None)
+        uniform = next((e for e in of_v if _base_name(e.submission.method) == "Uniform"), None)
         u_high = {d["seed"]: {c: _lift(d, c)[2] for c in COMPONENTS} for d in uniform.per_seed} if uniform else {}
         rows = {}
         for e in of_v:
@@ -74,13 +80,13 @@ def summarize(entries_dir: Path, version: str | None, reference: str) -> dict:
                 "headroom_mean": None if h is None else 100 * h.mean, "headroom_std": None if h is None else 100 * (h.std or 0.0),
                 "test_rows": e.per_seed[0]["test_rows"], "per_seed": per_seed,
             }
-        ref = next((e for e in of_v if e.submission.method.split(" (")[0] == reference), None)
+        ref = next((e for e in of_v if _base_name(e.submission.method) == reference), None)
         components = {}
         if ref is not None:
             n = ref.per_seed[0]["test_rows"]
             for c in COMPONENTS:
-                vals = np.array([[_lift(d, c)[0], d["components"][c]["lift"]["se"], _lift(d, c)[3] or np.nan] for d in ref.per_seed])
-                est, se, truth = vals.mean(0)
+                lifts = [_lift(d, c) for d in ref.per_seed]
+                est, se, truth = np.array([[x[0], x[3], np.nan if x[4] is None else x[4]] for x in lifts]).mean(0)
                 need = float(n * (Z95 * se / truth) ** 2) if truth > 0 else None
                 components[c] = {"lift": 100 * est, "se": 100 * se, "true_lift": 100 * truth, "rows_to_separate": need}
         out[v] = {"methods": rows, "reference": reference if ref is not None else None, "components": components,
@@ -90,17 +96,17 @@ def summarize(entries_dir: Path, version: str | None, reference: str) -> dict:
 
 def orderings(entries: list) -> list[dict]:
     """The paper's claims "A above B" on these entries: paired headroom differences (points) with 95 % t-intervals."""
-    by = {e.submission.method.split(" (")[0]: e for e in entries}
+    by = {_base_name(e.submission.method): e for e in entries}
     out = []
     for a, b, where in PAPER_ORDERINGS:
-        if a not in by or b not in by or "headroom_captured" not in by[a].metrics:
+        if a not in by or b not in by or any("headroom_captured" not in by[m].metrics for m in (a, b)):
             continue
         ha, hb = (dict(zip(by[m].seeds, by[m].metrics["headroom_captured"].per_seed)) for m in (a, b))
         seeds = sorted(set(ha) & set(hb))
         d = 100 * np.array([ha[k] - hb[k] for k in seeds])
         if d.size < 2:
             continue
-        half = T95.get(d.size - 1, Z95) * d.std(ddof=1) / np.sqrt(d.size)
+        half = float(student_t.ppf(0.975, d.size - 1)) * d.std(ddof=1) / np.sqrt(d.size)
         lo, hi = float(d.mean() - half), float(d.mean() + half)
         out.append({"above": a, "below": b, "paper": where, "diff": float(d.mean()), "ci_low": lo, "ci_high": hi,
                     "seeds": len(seeds), "verdict": "reproduced" if lo > 0 else "refuted" if hi < 0 else "unresolved"})
