@@ -5,6 +5,13 @@ a time (``--resume`` to the next), predict and evaluate against the world after 
     python benchmarks/protocol_curve.py --data R --out /tmp/w --seed 100 --epochs 5 --set method=wo_rl --modes sample,greedy
     python benchmarks/protocol_curve.py --data R --out /tmp/x --seed 100 --epochs 2 --set vocab=exact
     python benchmarks/protocol_curve.py --data R --out /tmp/n --seed 100 --epochs 3 --blank-context-ids
+    python benchmarks/protocol_curve.py --data R --out /tmp/v --seed 100 --epochs 7 --reference --from-epoch 3
+
+``--reference``: the reference protocol instead (``genco train``'s defaults: validation on the last train days,
+``min_epochs``), run to ``--epochs`` without early stopping; every epoch's weights are kept, and each line also gives
+the validation score, its standard error and the epoch the early stopping of ``genco train`` would have selected
+by then — the data for tuning the selection rule (benchmarks/README.md, "Model selection"). ``--from-epoch``:
+predict from that epoch on (earlier ones are still trained and validated).
 
 Settings: Adam, lr 1e-3, no validation days (every train day trained on), prediction seed 0; ``--set NAME=VALUE``
 overrides TrainConfig fields (JSON values). ``--blank-context-ids`` maps every ``user_id`` and ``query_id`` to the OOV
@@ -26,6 +33,8 @@ def main() -> int:
     ap.add_argument("--modes", default="sample")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--blank-context-ids", action="store_true")
+    ap.add_argument("--reference", action="store_true")
+    ap.add_argument("--from-epoch", type=int, default=1)
     a = ap.parse_args()
 
     import reference_model.predict as P
@@ -58,6 +67,8 @@ def main() -> int:
         except json.JSONDecodeError:
             extra[k] = v
     ev = Evaluator(a.data)
+    if a.reference:
+        return _reference_curve(a, extra, ev)
     for e in range(1, a.epochs + 1):
         kw = dict(data=a.data, out=a.out, epochs=e, quiet=True, save_every=0, threads=1)
         if e == 1:
@@ -70,6 +81,45 @@ def main() -> int:
             P.predict(a.out, a.data, path, seed=0, mode=None if mode == "default" else mode)
             rec[f"headroom_{mode}"] = round(100 * ev.evaluate(path).summary_metrics()["headroom_captured"], 2)
         print(json.dumps(rec), flush=True)
+    return 0
+
+
+def _reference_curve(a: argparse.Namespace, extra: dict, ev) -> int:
+    """One reference-protocol run to ``a.epochs`` (patience 0), every epoch's weights kept, then the truth per epoch."""
+    import shutil
+    from pathlib import Path
+
+    import reference_model.predict as P
+    import reference_model.train as T
+    from reference_model.checkpoint import BEST_NAME, _save_tensors
+    from reference_model.train_config import TrainConfig
+    from reference_model.validation import score_se
+
+    out = Path(a.out)
+    validate = T.validate_epoch
+
+    def keep_every_epoch(policy, method, blocks, seed, device, prog, stopper, meta, out_, master, bar=None):
+        validate(policy, method, blocks, seed, device, prog, stopper, meta, out_, master, bar)
+        _save_tensors(out_ / f"epoch{prog.epoch}.safetensors", policy.state_dict(), {})
+
+    T.validate_epoch = keep_every_epoch
+    T.train(TrainConfig(**{"seed": a.seed, "patience": 0, **extra, "data": a.data, "out": a.out, "epochs": a.epochs,
+                           "quiet": True, "save_every": 0, "threads": 1}))
+    meta = json.loads((out / "config.json").read_text())
+    curve = meta["validation"]["curve"]
+    best = out / BEST_NAME
+    shutil.copyfile(best, out / "best.selected.safetensors")
+    for rec in curve:
+        e = rec["epoch"]
+        line = {"epoch": e, "validation_score": round(rec["score"], 5), "validation_se": round(score_se(rec), 5)}
+        if e >= a.from_epoch:
+            shutil.copyfile(out / f"epoch{e}.safetensors", best)  # load_run reads the selected weights
+            for mode in a.modes.split(","):
+                path = out / f"pred_epoch{e}_{mode}.parquet"
+                P.predict(a.out, a.data, path, seed=0, mode=None if mode == "default" else mode)
+                line[f"headroom_{mode}"] = round(100 * ev.evaluate(path).summary_metrics()["headroom_captured"], 2)
+        print(json.dumps(line), flush=True)
+    shutil.copyfile(out / "best.selected.safetensors", best)
     return 0
 
 

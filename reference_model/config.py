@@ -85,6 +85,12 @@ class GenCOConfig:
     # effects, and the few exposures of an element cannot wash it out; small-std init (common in CTR models)
     # starts every element equal, so differences in its score are learned from clicks (benchmarks/README.md).
     emb_init_std: float = 0.01
+    # φ's output bias (and the w/o-MIL combination MLP's) starts at logit(train CTR) instead of 0 (ours; the paper is
+    # silent). Why: from 0 every row's loss first pulls the logit down towards the base rate, and through φ's ReLUs
+    # that pull can switch every unit off for good — the id table then decays to 0 and the policy stays uniform
+    # (1 of 9 seeds at 400 k train rows; benchmarks/README.md, "Model selection"). Off until the board is re-run with
+    # it (the board's settings are the defaults); runs saved before the field read it as False.
+    output_bias_init: bool = False
     use_mil: bool = True  # False = "w/o MIL": separate combination MLP on concatenated features (see GenCO)
     use_rl: bool = True  # False = "w/o RL" (λ = 0)
     use_cross_attention: bool = True  # False = "w/o context": z ≡ 0
@@ -200,4 +206,5 @@ class GenCOConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise InvalidInputError(f"GenCOConfig.from_dict: unknown keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**{"include_greedy": False, **d})  # a config saved before the field: the inference it was run with
+        # a config saved before a field: the inference / init it was run with
+        return cls(**{"include_greedy": False, "output_bias_init": False, **d})

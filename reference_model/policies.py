@@ -18,7 +18,7 @@ from reference_model.losses import genco_loss
 from reference_model.model import GenCO
 from reference_model.train_config import GENCO_METHODS, TrainConfig, sparse_auto
 
-__all__ = ["build_policy", "n_parameters", "Objective"]
+__all__ = ["build_policy", "init_output_bias", "start_heads", "NO_INIT", "n_parameters", "Objective"]
 
 
 def build_policy(method: str, vocab_sizes: dict[str, int], cfg: TrainConfig, model_config: dict[str, Any] | None = None):
@@ -41,6 +41,35 @@ def build_policy(method: str, vocab_sizes: dict[str, int], cfg: TrainConfig, mod
     if method == "dco":
         return DCOPolicy(delta=cfg.dco_delta, prior_strength=cfg.dco_prior)
     return None
+
+
+def init_output_bias(policy: Any, ctr: float | None) -> float | None:
+    """Start the output bias of a fresh GenCO's CTR head(s) at logit(``ctr``) (φ, and the w/o-MIL combination MLP) when
+    ``config.output_bias_init``. Returns the bias set, or None when nothing was set (another method, the option off,
+    or no CTR strictly between 0 and 1)."""
+    import math
+
+    if ctr is None or not 0.0 < ctr < 1.0:
+        return None
+    if not (isinstance(policy, GenCO) and policy.config.output_bias_init):
+        return None
+    heads = [policy.phi] + ([policy.comb_mlp] if hasattr(policy, "comb_mlp") else [])
+    bias = math.log(ctr / (1.0 - ctr))
+    with torch.no_grad():
+        for head in heads:
+            head[-1].bias.fill_(bias)
+    return bias
+
+
+#: config.json's ``init`` of a run that set nothing (and of runs saved before the field).
+NO_INIT: dict[str, Any] = {"output_bias": None, "train_ctr": None}
+
+
+def start_heads(policy: Any, stats: dict[str, Any] | None) -> dict[str, Any]:
+    """A fresh run's init: the CTR heads at the train split's base rate (the manifest's ``stats.ctr``) where the
+    policy asks for it; returns config.json's ``init`` record."""
+    ctr = (stats or {}).get("ctr")
+    return {"output_bias": init_output_bias(policy, ctr), "train_ctr": ctr}
 
 
 def _model_config(method: str, policy: Any) -> dict[str, Any] | None:

@@ -78,7 +78,7 @@ from reference_model.distributed import (
 from reference_model.config import GenCOConfig
 from reference_model.inputs import check_batch
 from reference_model.model import GenCO
-from reference_model.policies import Objective, _model_config, build_policy, n_parameters
+from reference_model.policies import NO_INIT, Objective, _model_config, build_policy, n_parameters, start_heads
 from reference_model.train_config import GENCO_METHODS, GRADIENT_METHODS, METHODS, PROTOCOLS, RESUME_OVERRIDABLE, TrainConfig, sparse_auto
 from reference_model.train_data import TrainRows, describe_rows, plan_rows, train_vocabularies
 from reference_model.validation import VALIDATION_BLOCK, VALIDATION_METRIC, EarlyStopping, validate_epoch, validation_boundary
@@ -181,6 +181,7 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
 
     # ---- policy, optimizer, RNG
     policy = build_policy(method, vocabs.sizes(), cfg, saved_meta.get("model") if saved_meta else None)
+    init = saved_meta.get("init", NO_INIT) if saved_meta else start_heads(policy, release.manifest.stats)  # fresh: CTR heads
     meta = {
         "format": RUN_FORMAT,
         "version": RUN_VERSION,
@@ -188,6 +189,7 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
         "torch_version": torch.__version__,
         "method": method,
         "model": _model_config(method, policy),
+        "init": init,
         "n_parameters": n_parameters(policy),
         "train": {**cfg.to_dict(), "resume": False},
         "vocab_fingerprint": vocabs.fingerprint(),
@@ -210,7 +212,7 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
         return _fit_counting(cfg, policy, rows, out, dist_, meta, t_start)
     # validation (reference_model.validation): the last train days, scored after every epoch by every rank (same
     # weights, same draws, so every rank takes the same stopping decision without communicating)
-    stopper = EarlyStopping(cfg.patience, min_epochs=cfg.min_epochs)
+    stopper = EarlyStopping(cfg.patience, min_epochs=cfg.min_epochs, min_delta_se=cfg.min_delta_se)
     val_blocks = None
     if v_hi > v_lo:
         stopper.curve = list(((saved_meta or {}).get("validation") or {}).get("curve", []))
@@ -408,6 +410,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    f"0 = never early (default {ref['patience']})")
     p.add_argument("--min-epochs", type=int, default=None, help="epochs before this one are validated but neither selected nor "
                    f"counted for patience (default {ref['min_epochs']} / paper {paper['min_epochs']})")
+    p.add_argument("--min-delta-se", type=float, default=None, help="a later epoch is selected only when its validation score "
+                   f"beats the best by this many standard errors of the difference (default {ref['min_delta_se']:g}; 0 = the plain maximum)")
     p.add_argument("--emb-dim", type=int, default=None, help="id-embedding dim of the GenCO methods (default: the protocol's, "
                    f"{ref['emb_dim']} / paper {paper['emb_dim']}; benchmarks/README.md says why)")
     p.add_argument("--weight-decay", type=float, default=None, help="L2 on the id-embedding table only (ours; default "
@@ -453,7 +457,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=args.data, out=args.out, method=args.method, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         protocol="paper" if args.paper_defaults else "reference", validation_days=args.validation_days, patience=args.patience,
-        weight_decay=args.weight_decay, min_epochs=args.min_epochs, emb_dim=args.emb_dim,
+        weight_decay=args.weight_decay, min_epochs=args.min_epochs, min_delta_se=args.min_delta_se, emb_dim=args.emb_dim,
         seed=args.seed, bf16=args.bf16, max_rows=args.max_rows, resume=args.resume, packed=not args.padded,
         sparse_embeddings=args.sparse_embeddings, genco_options=GenCOConfig.parse_options(args.genco_set),
         vocab=args.vocab, hash_size_factor=args.hash_size_factor,

@@ -33,14 +33,15 @@ VOCAB_KINDS: tuple[str, ...] = ("hashed", "exact")
 #: on a reported seed.
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "reference": {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "validation_days": 2, "patience": 2, "min_epochs": 3,
-                  "weight_decay": 3e-4, "emb_dim": 2},
+                  "min_delta_se": 0.0, "weight_decay": 3e-4, "emb_dim": 2},
     "paper": {"optimizer": "sgd", "lr": 5e-3, "epochs": 1, "validation_days": 0, "patience": 0, "min_epochs": 0,
-              "weight_decay": 0.0, "emb_dim": 4},
+              "min_delta_se": 0.0, "weight_decay": 0.0, "emb_dim": 4},
 }
-PROTOCOL_FIELDS: tuple[str, ...] = ("optimizer", "lr", "epochs", "validation_days", "patience", "min_epochs", "weight_decay", "emb_dim")
+PROTOCOL_FIELDS: tuple[str, ...] = ("optimizer", "lr", "epochs", "validation_days", "patience", "min_epochs", "min_delta_se",
+                                     "weight_decay", "emb_dim")
 #: What a run's config.json written before a protocol field existed meant by it (the then-fixed value), so that
 #: --resume and the readers of old runs keep their meaning.
-PROTOCOL_FIELDS_BEFORE: dict[str, Any] = {"min_epochs": 0, "emb_dim": 4}
+PROTOCOL_FIELDS_BEFORE: dict[str, Any] = {"min_epochs": 0, "min_delta_se": 0.0, "emb_dim": 4}
 #: Fused id-table rows above which the auto choice is a sparse gradient. Measured (1 thread, 47k rows touched per
 #: step): the update alone, dense 2.6 / 14 / 71 / 671 ms, sparse 5 / 13 / 15 / 34 ms at 50k / 578k / 4M / 40M rows;
 #: a whole GenCO step (benchmarks/train.py): equal at 58k rows, sparse 12 % faster at 578k.
@@ -76,6 +77,9 @@ class TrainConfig:
     patience: int | None = None  # stop after this many epochs without a better validation score; 0 = never stop early
     # epochs before this one are validated and recorded but neither selected nor counted for patience (reference: 3)
     min_epochs: int | None = None
+    # a later epoch is selected only when its validation score beats the best by this many standard errors of the
+    # difference (ours; reference_model.validation.EarlyStopping says why); 0 = the plain maximum (paper: no selection)
+    min_delta_se: float | None = None
     # ours: L2 on the fused id table only (the ridge prior of benchmarks/learnable.py's logit: rarely shown ids shrink
     # towards 0 instead of winning the argmax on noise); 0 = none (paper)
     weight_decay: float | None = None
@@ -126,6 +130,9 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise InvalidInputError(f"--{name.replace('_', '-')} must be an integer >= 0; got {v!r}")
+        mds = self.min_delta_se
+        if mds is not None and (isinstance(mds, bool) or not isinstance(mds, (int, float)) or not 0 <= mds < float("inf")):
+            raise InvalidInputError(f"--min-delta-se must be a number >= 0; got {mds!r}")
         ed = self.emb_dim
         if ed is not None and (isinstance(ed, bool) or not isinstance(ed, int) or ed < 1):
             raise InvalidInputError(f"--emb-dim must be an integer >= 1; got {ed!r}")

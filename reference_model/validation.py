@@ -44,7 +44,7 @@ from genco_data.evaluate.metrics import ALL, COMB, N_BUCKETS, Stats, bucket_inde
 from genco_data.format.components import COMPONENTS, N_COMPONENTS
 from genco_data.load import Batch
 
-__all__ = ["VALIDATION_BLOCK", "VALIDATION_METRIC", "validation_boundary", "validate_epoch", "block_stats", "add_stats", "score", "evaluate_policy", "EarlyStopping"]
+__all__ = ["VALIDATION_BLOCK", "VALIDATION_METRIC", "validation_boundary", "validate_epoch", "block_stats", "add_stats", "score", "score_se", "evaluate_policy", "EarlyStopping"]
 
 K = N_COMPONENTS
 #: Validation rows padded and scored per block; the selection metric's name.
@@ -123,8 +123,19 @@ def score(stats: Stats) -> dict[str, Any]:
     comps = {c: {"calibrated_sctr": _num(est["calibrated"][j, ALL]), "lift": _num(est["lift"][j, ALL]),
                  "lift_se": _num(est["lift_se"][j, ALL]), "matched": int(est["matched"][j, ALL])} for j, c in enumerate(COMPONENTS)}
     lifts = [v["lift"] for v in comps.values() if v["lift"] is not None]
-    return {"score": float(np.mean(lifts)) if lifts else float("nan"), "rows": int(stats.rows), "components": comps,
-            "combination_calibrated_sctr": _num(est["calibrated"][COMB, ALL]), "combination_lift": _num(est["lift"][COMB, ALL])}
+    rec = {"score": float(np.mean(lifts)) if lifts else float("nan"), "rows": int(stats.rows), "components": comps,
+           "combination_calibrated_sctr": _num(est["calibrated"][COMB, ALL]), "combination_lift": _num(est["lift"][COMB, ALL])}
+    rec["score_se"] = _num(score_se(rec))
+    return rec
+
+
+def score_se(record: dict[str, Any]) -> float:
+    """Standard error of a validation record's ``score`` (the mean of the finite component lifts): the components'
+    delta-method errors combined as if independent, √(Σ se_j²) / n; NaN when a lift lacks its error."""
+    ses = [v["lift_se"] for v in record["components"].values() if v["lift"] is not None]
+    if not ses or any(se is None for se in ses):
+        return float("nan")
+    return float(np.sqrt(np.sum(np.square(ses))) / len(ses))
 
 
 def _num(v: float) -> float | None:
@@ -176,29 +187,43 @@ def validate_epoch(policy: torch.nn.Module, method: str, blocks: Iterable[Batch]
 
 @dataclass
 class EarlyStopping:
-    """Patience on a higher-is-better score. ``curve``: ``[{epoch, score, ...}]``, one per epoch evaluated.
+    """Patience on a higher-is-better score. ``curve``: ``[{epoch, score, score_se, ...}]``, one per epoch evaluated.
 
     ``min_epochs``: epochs before it are scored and recorded but can neither be selected nor count towards the
     patience (Keras' ``start_from_epoch``). Why: on the default world every GenCO variant's true headroom rises for
     the first 3 epochs (benchmarks/README.md, "Reference protocol"), while the validation score of two logged days
-    moves by more than that between epochs, so an unrestricted pick often keeps an under-trained epoch 1."""
+    moves by more than that between epochs, so an unrestricted pick often keeps an under-trained epoch 1.
+
+    ``min_delta_se``: a later epoch replaces the best only when its score is higher by more than ``min_delta`` plus
+    ``min_delta_se`` standard errors of the difference, √(se_best² + se_new²) (each epoch's ``score_se``; a record
+    without one adds nothing). Why: two logged validation days measure the mean lift with a standard error of
+    ~4-7 points while epochs differ in true lift by ~1 point, so the plain maximum picks noise, and the more epochs
+    it sees the later (and, past the peak, the worse) its pick (benchmarks/README.md, "Model selection")."""
 
     patience: int
     min_delta: float = 0.0
     curve: list[dict[str, Any]] = field(default_factory=list)
     min_epochs: int = 0
+    min_delta_se: float = 0.0
 
     def _eligible(self) -> list[dict[str, Any]]:
         return [r for r in self.curve if r["epoch"] >= self.min_epochs]
 
+    def _margin(self, best: dict[str, Any], new: dict[str, Any]) -> float:
+        if not self.min_delta_se:
+            return self.min_delta
+        se2 = sum(se * se for se in (best.get("score_se"), new.get("score_se")) if se is not None and math.isfinite(se))
+        return self.min_delta + self.min_delta_se * math.sqrt(se2)
+
     @property
     def best(self) -> dict[str, Any] | None:
-        """The record of the selected epoch: the first eligible one with the highest score (NaN scores never win);
-        None before ``min_epochs`` (the last weights are kept then)."""
+        """The record of the selected epoch: the first eligible one with a finite score, replaced by each later one
+        that beats it by the margin (NaN scores never win); None before ``min_epochs`` (the last weights are kept
+        then)."""
         best = None
         for r in self._eligible():
             s = r["score"]
-            if s is not None and math.isfinite(s) and (best is None or s > best["score"] + self.min_delta):
+            if s is not None and math.isfinite(s) and (best is None or s > best["score"] + self._margin(best, r)):
                 best = r
         return best
 
@@ -217,6 +242,7 @@ class EarlyStopping:
 
     def to_dict(self) -> dict[str, Any]:
         best = self.best
-        return {"patience": self.patience, "min_epochs": self.min_epochs, "min_delta": self.min_delta, "curve": self.curve,
+        return {"patience": self.patience, "min_epochs": self.min_epochs, "min_delta": self.min_delta,
+                "min_delta_se": self.min_delta_se, "curve": self.curve,
                 "best_epoch": best["epoch"] if best else None, "best_score": best["score"] if best else None,
                 "stopped_early": self.stop}
