@@ -18,7 +18,7 @@ from reference_model.losses import genco_loss
 from reference_model.model import GenCO
 from reference_model.train_config import GENCO_METHODS, TrainConfig, sparse_auto
 
-__all__ = ["build_policy", "init_output_bias", "start_heads", "NO_INIT", "n_parameters", "Objective"]
+__all__ = ["build_policy", "init_output_bias", "start_heads", "n_parameters", "Objective"]
 
 
 def build_policy(method: str, vocab_sizes: dict[str, int], cfg: TrainConfig, model_config: dict[str, Any] | None = None):
@@ -59,10 +59,6 @@ def init_output_bias(policy: Any, ctr: float | None) -> float | None:
         for head in heads:
             head[-1].bias.fill_(bias)
     return bias
-
-
-#: config.json's ``init`` of a run that set nothing (and of runs saved before the field).
-NO_INIT: dict[str, Any] = {"output_bias": None, "train_ctr": None}
 
 
 def start_heads(policy: Any, stats: dict[str, Any] | None) -> dict[str, Any]:

@@ -78,7 +78,7 @@ from reference_model.distributed import (
 from reference_model.config import GenCOConfig
 from reference_model.inputs import check_batch
 from reference_model.model import GenCO
-from reference_model.policies import NO_INIT, Objective, _model_config, build_policy, n_parameters, start_heads
+from reference_model.policies import Objective, _model_config, build_policy, n_parameters, start_heads
 from reference_model.train_config import GENCO_METHODS, GRADIENT_METHODS, METHODS, PROTOCOLS, RESUME_OVERRIDABLE, TrainConfig, sparse_auto
 from reference_model.train_data import TrainRows, describe_rows, plan_rows, train_vocabularies
 from reference_model.validation import VALIDATION_BLOCK, VALIDATION_METRIC, EarlyStopping, validate_epoch, validation_boundary
@@ -181,7 +181,7 @@ def _train(cfg: TrainConfig, saved_meta: dict[str, Any] | None, out: Path, dist_
 
     # ---- policy, optimizer, RNG
     policy = build_policy(method, vocabs.sizes(), cfg, saved_meta.get("model") if saved_meta else None)
-    init = saved_meta.get("init", NO_INIT) if saved_meta else start_heads(policy, release.manifest.stats)  # fresh: CTR heads
+    init = start_heads(policy, release.manifest.stats)  # CTR heads at the base rate (a resume's checkpoint overwrites them)
     meta = {
         "format": RUN_FORMAT,
         "version": RUN_VERSION,
