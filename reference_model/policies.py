@@ -4,6 +4,7 @@ module (:class:`Objective`, what DDP wraps).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,6 @@ def init_output_bias(policy: Any, ctr: float | None) -> float | None:
     """Start the output bias of a fresh GenCO's CTR head(s) at logit(``ctr``) (φ, and the w/o-MIL combination MLP) when
     ``config.output_bias_init``. Returns the bias set, or None when nothing was set (another method, the option off,
     or no CTR strictly between 0 and 1)."""
-    import math
-
     if ctr is None or not 0.0 < ctr < 1.0:
         return None
     if not (isinstance(policy, GenCO) and policy.config.output_bias_init):

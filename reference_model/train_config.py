@@ -123,16 +123,14 @@ class TrainConfig:
         for name in PROTOCOL_FIELDS:  # None = the protocol's (under --resume, None = the run's: filled by train)
             if getattr(self, name) is None and not (self.resume and name in RESUME_OVERRIDABLE):
                 setattr(self, name, PROTOCOLS[self.protocol][name])
-        wd = self.weight_decay
-        if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not 0 <= wd < float("inf")):
-            raise InvalidInputError(f"--weight-decay must be a number >= 0; got {wd!r}")
+        for name in ("weight_decay", "min_delta_se"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")):
+                raise InvalidInputError(f"--{name.replace('_', '-')} must be a number >= 0; got {v!r}")
         for name in ("validation_days", "patience", "min_epochs"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise InvalidInputError(f"--{name.replace('_', '-')} must be an integer >= 0; got {v!r}")
-        mds = self.min_delta_se
-        if mds is not None and (isinstance(mds, bool) or not isinstance(mds, (int, float)) or not 0 <= mds < float("inf")):
-            raise InvalidInputError(f"--min-delta-se must be a number >= 0; got {mds!r}")
         ed = self.emb_dim
         if ed is not None and (isinstance(ed, bool) or not isinstance(ed, int) or ed < 1):
             raise InvalidInputError(f"--emb-dim must be an integer >= 1; got {ed!r}")

@@ -24,7 +24,8 @@ logged clicks on the rows having j), components without validation rows left out
 
 **Early stopping** (:class:`EarlyStopping`): after every epoch the score is appended to the curve; the epoch
 with the best score so far is kept (its weights saved, see ``reference_model.train``); training stops once
-``patience`` epochs in a row have not improved on the best by more than ``min_delta``.
+``patience`` epochs in a row have not improved on the best by more than its margin (``min_delta`` plus
+``min_delta_se`` standard errors of the difference).
 """
 from __future__ import annotations
 
@@ -210,8 +211,6 @@ class EarlyStopping:
         return [r for r in self.curve if r["epoch"] >= self.min_epochs]
 
     def _margin(self, best: dict[str, Any], new: dict[str, Any]) -> float:
-        if not self.min_delta_se:
-            return self.min_delta
         se2 = sum(se * se for se in (best.get("score_se"), new.get("score_se")) if se is not None and math.isfinite(se))
         return self.min_delta + self.min_delta_se * math.sqrt(se2)
 
