@@ -88,9 +88,9 @@ class GenCOConfig:
     # φ's output bias (and the w/o-MIL combination MLP's) starts at logit(train CTR) instead of 0 (ours; the paper is
     # silent). Why: from 0 every row's loss first pulls the logit down towards the base rate, and through φ's ReLUs
     # that pull can switch every unit off for good — the id table then decays to 0 and the policy stays uniform
-    # (1 of 9 seeds at 400 k train rows; benchmarks/README.md, "Model selection"). Off until the board is re-run with
-    # it (the board's settings are the defaults); runs saved before the field read it as False.
-    output_bias_init: bool = False
+    # (1 of 9 seeds at 400 k train rows; benchmarks/README.md, "Model selection"). Runs saved before the field read it
+    # as False.
+    output_bias_init: bool = True
     use_mil: bool = True  # False = "w/o MIL": separate combination MLP on concatenated features (see GenCO)
     use_rl: bool = True  # False = "w/o RL" (λ = 0)
     use_cross_attention: bool = True  # False = "w/o context": z ≡ 0

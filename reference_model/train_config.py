@@ -32,8 +32,8 @@ VOCAB_KINDS: tuple[str, ...] = ("hashed", "exact")
 #: reference: tuned on seeds 100-103 of a 300 k-row default release (benchmarks/README.md, "Reference protocol"); never
 #: on a reported seed.
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    "reference": {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "validation_days": 2, "patience": 2, "min_epochs": 3,
-                  "min_delta_se": 0.0, "weight_decay": 3e-4, "emb_dim": 2},
+    "reference": {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "validation_days": 2, "patience": 2, "min_epochs": 2,
+                  "min_delta_se": 2.0, "weight_decay": 3e-4, "emb_dim": 2},
     "paper": {"optimizer": "sgd", "lr": 5e-3, "epochs": 1, "validation_days": 0, "patience": 0, "min_epochs": 0,
               "min_delta_se": 0.0, "weight_decay": 0.0, "emb_dim": 4},
 }
@@ -75,7 +75,7 @@ class TrainConfig:
     # the last N distinct train days are the validation rows (never trained on, never the test split); 0 = none (paper)
     validation_days: int | None = None
     patience: int | None = None  # stop after this many epochs without a better validation score; 0 = never stop early
-    # epochs before this one are validated and recorded but neither selected nor counted for patience (reference: 3)
+    # epochs before this one are validated and recorded but neither selected nor counted for patience (reference: 2)
     min_epochs: int | None = None
     # a later epoch is selected only when its validation score beats the best by this many standard errors of the
     # difference (ours; reference_model.validation.EarlyStopping says why); 0 = the plain maximum (paper: no selection)

@@ -191,9 +191,10 @@ class EarlyStopping:
     """Patience on a higher-is-better score. ``curve``: ``[{epoch, score, score_se, ...}]``, one per epoch evaluated.
 
     ``min_epochs``: epochs before it are scored and recorded but can neither be selected nor count towards the
-    patience (Keras' ``start_from_epoch``). Why: on the default world every GenCO variant's true headroom rises for
-    the first 3 epochs (benchmarks/README.md, "Reference protocol"), while the validation score of two logged days
-    moves by more than that between epochs, so an unrestricted pick often keeps an under-trained epoch 1.
+    patience (Keras' ``start_from_epoch``). Why: on the default world GenCO's true headroom still rises after epoch 1
+    (with the base-rate init it peaks at epoch 2 at 400 k train rows; benchmarks/README.md, "Model selection"), while
+    the validation score of two logged days moves by more than that between epochs, so an unrestricted pick often
+    keeps an under-trained epoch 1.
 
     ``min_delta_se``: a later epoch replaces the best only when its score is higher by more than ``min_delta`` plus
     ``min_delta_se`` standard errors of the difference, √(se_best² + se_new²) (each epoch's ``score_se``; a record

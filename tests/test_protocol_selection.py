@@ -68,10 +68,9 @@ def test_the_score_se_combines_the_component_errors():
     assert math.isnan(validation.score_se(rec))
 
 
-def test_min_delta_se_is_a_protocol_setting_and_old_runs_read_it_as_0():
-    # the board's protocol still takes the plain maximum: the significance rule (and the output-bias init) become its
-    # defaults together with a board re-run on them (benchmarks/README.md, "Model selection")
-    assert PROTOCOLS["reference"]["min_delta_se"] == 0 and PROTOCOLS["paper"]["min_delta_se"] == 0
+def test_the_reference_protocol_selects_by_significance_the_paper_does_not_and_old_runs_read_0():
+    assert PROTOCOLS["reference"]["min_delta_se"] == 2.0 and PROTOCOLS["paper"]["min_delta_se"] == 0
+    assert PROTOCOLS["reference"]["min_epochs"] == 2
     assert TrainConfig(data="rel").min_delta_se == PROTOCOLS["reference"]["min_delta_se"]
     assert TrainConfig(data="rel", min_delta_se=1.5).min_delta_se == 1.5
     assert TrainConfig.from_dict({"data": "rel", "protocol": "reference"}).min_delta_se == 0.0  # a run from before the field
