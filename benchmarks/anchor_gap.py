@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from genco_data.errors import PredictionsError
+from genco_data.evaluate.evaluator import Evaluator
 from genco_data.format.components import COMPONENTS, N_COMPONENTS
 from genco_data.synth import World
-from learnable import _argmax_per_pool, _split, fixed_effect_logit
+from learnable import Headroom, _argmax_per_pool, _split, fixed_effect_logit, split_last_days
 
 
 def _anchor_choices(train: pa.Table, test: pa.Table) -> np.ndarray:
@@ -30,39 +31,27 @@ def _anchor_choices(train: pa.Table, test: pa.Table) -> np.ndarray:
     return np.stack([_argmax_per_pool(test, j, effects[j]) for j in range(N_COMPONENTS)], 1)
 
 
-def _submitted_choices(path: Path, test: pa.Table) -> np.ndarray:
-    """The choices of one predictions file, in the test split's row order (-1 where a pool is empty)."""
-    p = pq.read_table(path)
-    want = test.column("impression_id").to_numpy(zero_copy_only=False)
-    have = p.column("impression_id").to_numpy(zero_copy_only=False)
-    order = np.argsort(have)
-    pos = order[np.searchsorted(have, want, sorter=order).clip(0, len(have) - 1)]
-    if len(have) != len(want) or not (have[pos] == want).all():
-        raise SystemExit(f"{path}: impression ids do not match the test split")
-    return np.stack([p.column(f"{c}_choice").fill_null(-1).to_numpy()[pos].astype(np.int64) for c in COMPONENTS], 1)
-
-
 def measure(release: Path, submission: Path, validation_days: int) -> dict:
-    world, train, test = World.load(release), _split(release, "train"), _split(release, "test")
-    uniform, _ = world.uniform_value(test, n_samples=16)
-    _, best = world.optimum(test)
-    oracle = float(best.mean())
-
-    def captured(choices: np.ndarray) -> float:
-        return 100.0 * (world.policy_value(test, choices) - uniform) / (oracle - uniform)
-
-    day = train.column("day").cast(pa.int32()).to_numpy()
-    cut = np.unique(day)[-validation_days]
-    anchor = _anchor_choices(train.filter(pa.array(day < cut)), test)
-    out = {"anchor_all_days": captured(_anchor_choices(train, test)), "anchor": captured(anchor), "seeds": {}}
+    ev = Evaluator(release, world=None)
+    # the evaluator's own test split, so that checked choices and the rows they are scored on share one order
+    train, test = _split(release, "train"), ev.requests
+    headroom = Headroom.of(World.load(release), test)
+    days = len(np.unique(train.column("day").to_numpy()))
+    if days <= validation_days:
+        raise SystemExit(f"{release}: the train split has {days} day(s); --validation-days {validation_days} leaves none to fit on")
+    anchor = _anchor_choices(split_last_days(train, validation_days)[0], test)
+    out = {"anchor_all_days": headroom.captured(_anchor_choices(train, test)), "anchor": headroom.captured(anchor), "seeds": {}}
     for path in sorted(submission.glob("seed*.parquet")):
-        mine = _submitted_choices(path, test)
-        row = {"captured": captured(mine), "components": {}}
+        try:
+            mine = ev.check_predictions(path)
+        except PredictionsError as exc:
+            raise SystemExit(str(exc)) from None
+        row = {"captured": headroom.captured(mine), "components": {}}
         for j, c in enumerate(COMPONENTS):
             hybrid = anchor.copy()
             hybrid[:, j] = mine[:, j]
             shown = anchor[:, j] >= 0
-            row["components"][c] = {"loss": out["anchor"] - captured(hybrid),
+            row["components"][c] = {"loss": out["anchor"] - headroom.captured(hybrid),
                                     "agreement": float((mine[shown, j] == anchor[shown, j]).mean())}
         out["seeds"][path.stem] = row
     return out

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -137,13 +138,40 @@ class _Design:
         return [(uniq, w[1 + s : 1 + s + len(uniq)]) for uniq, s in self.keys]
 
 
+def split_last_days(train: pa.Table, days: int) -> tuple[pa.Table, pa.Table]:
+    """(rows before the last ``days`` distinct train days, rows on them); every row is early when there are no more
+    than ``days`` days."""
+    day = train.column("day").cast(pa.int32()).to_numpy()
+    distinct = np.unique(day)
+    cut = distinct[-days] if len(distinct) > days else day.max() + 1
+    return train.filter(pa.array(day < cut)), train.filter(pa.array(day >= cut))
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """The planted truth's uniform and oracle values on ``test``; :meth:`captured` is the % of the headroom between
+    them that a policy's choices [R, 6] capture."""
+
+    world: World
+    test: pa.Table
+    uniform: float
+    oracle: float
+
+    @classmethod
+    def of(cls, world: World, test: pa.Table) -> "Headroom":
+        uniform, _ = world.uniform_value(test, n_samples=16)
+        _, best = world.optimum(test)
+        return cls(world, test, uniform, float(best.mean()))
+
+    def captured(self, choices: np.ndarray) -> float:
+        return 100.0 * (self.world.policy_value(self.test, choices) - self.uniform) / (self.oracle - self.uniform)
+
+
 def fixed_effect_logit(train: pa.Table, l2: float | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
     """Per component (sorted element ids, estimated effects), and the element ridge ``λ_e`` used (``l2``, or the
     :data:`L2_GRID` value with the best held-out log-loss on the last :data:`VALIDATION_DAYS` train days)."""
     if l2 is None:
-        day = train.column("day").cast(pa.int32()).to_numpy()
-        cut = np.unique(day)[-VALIDATION_DAYS] if len(np.unique(day)) > VALIDATION_DAYS else day.max() + 1
-        early, late = train.filter(pa.array(day < cut)), train.filter(pa.array(day >= cut))
+        early, late = split_last_days(train, VALIDATION_DAYS)
         design = _Design(early)
         Xv, yv = design.columns_of(late), late.column("click").to_numpy().astype(np.float64)
         scores = {}
@@ -178,13 +206,9 @@ def measure(preset: str, seed: int, rows: int | None, test_rows: int | None, wor
                     "--version", "1.0.0", "--quiet", "--overwrite"], check=True, stdout=subprocess.DEVNULL)
     release = folder / "rel"
     world, train, test = World.load(release), _split(release, "train"), _split(release, "test")
-    uniform, _ = world.uniform_value(test, n_samples=16)
-    _, best = world.optimum(test)
-    oracle = float(best.mean())
+    headroom = Headroom.of(world, test)
+    captured = headroom.captured
     build_seconds = time.perf_counter() - t0
-
-    def captured(choices: np.ndarray) -> float:
-        return 100.0 * (world.policy_value(test, choices) - uniform) / (oracle - uniform)
 
     order = [np.argsort(world.arrays[f"elem{j}_id"]) for j in range(N_COMPONENTS)]
     quality = [(world.arrays[f"elem{j}_id"][o], world.arrays[f"elem{j}_quality"][o]) for j, o in zip(range(N_COMPONENTS), order)]
@@ -197,7 +221,7 @@ def measure(preset: str, seed: int, rows: int | None, test_rows: int | None, wor
     }
     out = {
         "preset": preset, "seed": seed, "train_rows": cfg.train_rows, "test_rows": cfg.test_rows, "ads": cfg.num_ads,
-        "oracle_lift_pct": 100.0 * (oracle / uniform - 1.0),
+        "oracle_lift_pct": 100.0 * (headroom.oracle / headroom.uniform - 1.0),
         "quality_oracle": captured(choices["quality_oracle"]),
         "fixed_effect_logit": captured(choices["fixed_effect_logit"]),
         "fixed_effect_l2": l2_used, "fixed_effect_seconds": fe_seconds, "build_seconds": build_seconds,

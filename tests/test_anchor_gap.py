@@ -31,9 +31,7 @@ def _write(folder: Path, name: str, ids: pa.Array, choices: np.ndarray) -> None:
 
 def _anchor_and_test(release: Path) -> tuple[np.ndarray, pa.Table]:
     train, test = anchor_gap._split(release, "train"), anchor_gap._split(release, "test")
-    day = train.column("day").cast(pa.int32()).to_numpy()
-    kept = train.filter(pa.array(day < np.unique(day)[-2]))
-    return anchor_gap._anchor_choices(kept, test), test
+    return anchor_gap._anchor_choices(anchor_gap.split_last_days(train, 2)[0], test), test
 
 
 def test_the_anchors_own_choices_lose_nothing_and_agree_everywhere(release, tmp_path):
@@ -64,5 +62,10 @@ def test_predictions_of_another_split_are_refused_naming_the_file(release, tmp_p
     anchor, test = _anchor_and_test(release)
     ids = pa.array([f"x{i}" for i in range(len(test))])
     _write(tmp_path / "sub", "seed0", ids, anchor)
-    with pytest.raises(SystemExit, match="seed0.parquet: impression ids do not match the test split"):
+    with pytest.raises(SystemExit, match=r"seed0\.parquet: column 'impression_id': every test impression must appear exactly once"):
         anchor_gap.measure(release, tmp_path / "sub", validation_days=2)
+
+
+def test_holding_out_every_train_day_is_refused_naming_the_release(release, tmp_path):
+    with pytest.raises(SystemExit, match=r"the train split has \d+ day\(s\); --validation-days 999 leaves none to fit on"):
+        anchor_gap.measure(release, tmp_path, validation_days=999)
