@@ -19,7 +19,7 @@ import genco_data.build.passes as passes_module
 from factories import TSD, make_impressions, set_cells, write_jsonl, write_parquet, write_world
 from genco_data.build.builder import build_release
 from genco_data.build.plan import MIN_SHARD_ROWS, BuildConfig, auto_rows_per_shard
-from genco_data.build.sketch import DistinctCounter, _settled
+from genco_data.build.sketch import DistinctCounter, DistinctValues, _clz64, _largest_per_slot, _settled, hll_slot_values
 from genco_data.build.stats import AdSample, StatsAccumulator, format_stats
 from genco_data.cli import main
 from genco_data.errors import BuildError, InvalidInputError, LockedError
@@ -130,6 +130,59 @@ def test_the_hll_prefilter_leaves_the_sketch_exactly_as_feeding_every_item():
     assert _settled(full, 12).serialize_compact() == _settled(c._hll, 12).serialize_compact()
     r = c.result()
     assert r["low"] <= 100_000 <= r["high"] and abs(r["value"] - 100_000) < 0.05 * 100_000
+
+
+@pytest.mark.parametrize("limit", [4 << 12, 1 << 16])
+def test_the_switch_to_an_hll_hands_over_one_item_per_slot_and_ends_as_feeding_every_item(limit):
+    import datasketches
+
+    v = np.random.default_rng(limit).integers(-(2**62), 2**62, limit + 1)  # one past the limit: the switch
+    full = datasketches.hll_sketch(12, datasketches.tgt_hll_type.HLL_8)
+    for x in v.tolist():
+        full.update(x)
+    c = DistinctCounter(exact_limit=limit)
+    c.update(v[: limit // 2])
+    assert c.exact
+    c.update(v[limit // 2:])
+    assert not c.exact
+    # in HLL mode (its updatable image is the full register array), with the same registers and estimate
+    assert c._hll.get_updatable_serialization_bytes() == full.get_updatable_serialization_bytes()
+    assert _settled(full, 12).serialize_compact() == _settled(c._hll, 12).serialize_compact()
+
+
+def test_a_day_and_its_split_share_one_batch_of_distinct_values():
+    rng = np.random.default_rng(4)
+    batches = [rng.integers(0, 40_000, 30_000) for _ in range(6)]
+    shared_day, shared_all = DistinctCounter(exact_limit=4 << 12), DistinctCounter()
+    alone_day, alone_all = DistinctCounter(exact_limit=4 << 12), DistinctCounter()
+    for b in batches:
+        u = DistinctValues(np.unique(b)[::-1].copy())  # distinct, in no particular order
+        shared_day.add(u)
+        shared_all.add(u)
+        alone_day.update(b)
+        alone_all.update(b)
+    assert not shared_day.exact and shared_all.exact  # one counter past its limit, the other not
+    assert shared_day.result() == alone_day.result()
+    assert shared_all.result() == alone_all.result() == {"value": len(np.unique(np.concatenate(batches))), "exact": True}
+
+
+def test_leading_zeros_are_exact_at_every_bit_length():
+    edges = [0, 1, 2, 3, 0x7FF, 0x800, 2**52, 2**53 - 1, 2**53, 2**53 + 1, 2**63, 2**64 - 1]
+    rng = np.random.default_rng(5)
+    rand = rng.integers(0, 2**63, 5000, dtype=np.int64).astype(np.uint64) >> rng.integers(0, 64, 5000).astype(np.uint64)
+    x = np.concatenate([np.array(edges, dtype=np.uint64), rand])
+    assert _clz64(x).tolist() == [64 - int(v).bit_length() for v in x.tolist()]
+
+
+def test_the_largest_item_per_slot_is_the_first_one_offering_the_slots_maximum():
+    slot = np.array([3, 1, 3, 1, 3, 0])
+    value = np.array([2, 5, 7, 5, 7, 1])
+    assert _largest_per_slot(slot, value, 2).tolist() == [5, 1, 2]  # slots 0, 1, 3; ties: the first index
+    s, val = hll_slot_values(np.arange(50_000))
+    pick = _largest_per_slot(s, val, 12)
+    best = np.zeros(4096, dtype=np.int64)
+    np.maximum.at(best, s, val)
+    assert np.array_equal(val[pick], best[s[pick]]) and len(np.unique(s[pick])) == len(pick) == np.count_nonzero(best)
 
 
 def test_distinct_counts_do_not_depend_on_how_rows_are_split():

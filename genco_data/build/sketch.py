@@ -19,7 +19,9 @@ register. :func:`murmur3_x64_128_int64` computes that hash for a whole numpy arr
 mirror of the registers, and only the items that raise a register (at most one per slot and batch) are
 handed to the sketch. The sketch's state is then exactly that of feeding every item (a test compares the
 serialized bytes). The mirror is only used once the sketch is in HLL mode, which it is from the start:
-the switch feeds ``exact_limit`` > 4·2^lg_k distinct values at once, past DataSketches' coupon modes.
+the switch hands over, of the ``exact_limit`` > 4·2^lg_k distinct values, the largest item of every slot
+(nearly all 2^lg_k slots are hit), past DataSketches' coupon modes. A day's counter and the split's share
+a batch's distinct values (:class:`DistinctValues`): one hash unique, and one sort or one hash of them.
 """
 from __future__ import annotations
 
@@ -77,14 +79,13 @@ def murmur3_x64_128_int64(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _clz64(x: np.ndarray) -> np.ndarray:
-    """Leading zero bits of each uint64 (64 for 0): a six-step binary search, exact."""
-    x = x.copy()
-    n = np.zeros(len(x), dtype=np.int64)
-    for s in (32, 16, 8, 4, 2, 1):
-        top_clear = (x >> _U(64 - s)) == 0
-        n += s * top_clear
-        x = np.where(top_clear, x << _U(s), x)
-    n += x == 0  # the search stops at 63 for x == 0
+    """Leading zero bits of each uint64 (64 for 0), exact: the bit length of the top 53 bits read from the float64
+    exponent (exact below 2^53), the low 11 bits looked at only where the top 53 are all zero (p = 2^-53)."""
+    top = x >> _U(11)
+    n = 64 - np.frexp(top.astype(np.float64))[1].astype(np.int64) - 11  # frexp(0) gives exponent 0: 53 + 11
+    low = np.flatnonzero(top == 0)
+    if len(low):
+        n[low] = 64 - np.frexp((x[low] & _U(0x7FF)).astype(np.float64))[1].astype(np.int64)
     return n
 
 
@@ -126,6 +127,48 @@ def _settled(sketch, lg_k: int):
     return u.get_result(datasketches.tgt_hll_type.HLL_8)
 
 
+class DistinctValues:
+    """Distinct int64 values of one batch (any order), with their sorted form and their HLL ``(slot, value)``
+    computed once, on first use: a day's counter and the split's are fed the same values without a second sort
+    or hash."""
+
+    __slots__ = ("values", "lg_k", "_sorted", "_hashed")
+
+    def __init__(self, values: np.ndarray, lg_k: int = HLL_LG_K, *, is_sorted: bool = False) -> None:
+        self.values = np.asarray(values, dtype=np.int64)
+        self.lg_k = lg_k
+        self._sorted = self.values if is_sorted else None
+        self._hashed: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def sorted(self) -> np.ndarray:
+        if self._sorted is None:
+            self._sorted = np.sort(self.values)
+        return self._sorted
+
+    def hashed(self, lg_k: int) -> tuple[np.ndarray, np.ndarray]:
+        if lg_k != self.lg_k:
+            return hll_slot_values(self.values, lg_k)
+        if self._hashed is None:
+            self._hashed = hll_slot_values(self.values, lg_k)
+        return self._hashed
+
+
+def _largest_per_slot(slot: np.ndarray, value: np.ndarray, lg_k: int) -> np.ndarray:
+    """Indices of one item per slot, in slot order: the first of the items offering the slot's largest value
+    (the register the slot ends with). Two scatter passes, no sort."""
+    k, n = 1 << lg_k, len(slot)
+    best = np.zeros(k, dtype=value.dtype)
+    np.maximum.at(best, slot, value)
+    cand = np.flatnonzero(value == best[slot])
+    first = np.full(k, n, dtype=np.int64)
+    np.minimum.at(first, slot[cand], cand)
+    return first[first < n]
+
+
 class DistinctCounter:
     """Distinct int64 values: exact up to ``exact_limit``, then an HLL (see the module docstring)."""
 
@@ -148,34 +191,46 @@ class DistinctCounter:
         if not len(values):
             return
         if self._set is not None:
-            self._set = union_sorted(self._set, values if distinct else sorted_unique(values))
-            if len(self._set) > self.exact_limit:
-                self._to_sketch()
+            self.add(DistinctValues(values if distinct else sorted_unique(values), self.lg_k, is_sorted=True))
             return
         self._feed(values)  # duplicates are harmless: at most one item per register is handed over
 
+    def add(self, items: DistinctValues) -> None:
+        """Count a batch's distinct values (shared with other counters: sorted or hashed once)."""
+        if not len(items):
+            return
+        if self._set is not None:
+            self._set = union_sorted(self._set, items.sorted)
+            if len(self._set) > self.exact_limit:
+                self._to_sketch()
+            return
+        self._feed(items.values, *items.hashed(self.lg_k))
+
     def _to_sketch(self) -> None:
+        """Become an HLL holding the exact set's values. Only the item with the largest value of each slot is
+        handed over (at most 2^lg_k calls instead of ``exact_limit``): the registers are the same, and the
+        sketch is in HLL mode since more than 4·2^lg_k distinct values fill nearly every slot (DataSketches
+        leaves its coupon modes after a few hundred)."""
         values = self._set
         self._set = None
         self._hll = _new_hll(self.lg_k)
         self._registers = np.zeros(1 << self.lg_k, dtype=np.int64)
+        slot, value = hll_slot_values(values, self.lg_k)
+        pick = _largest_per_slot(slot, value, self.lg_k)
+        self._registers[slot[pick]] = value[pick]
         update = self._hll.update
-        for v in values.tolist():  # once per counter, exact_limit values: the coupon modes are left behind
+        for v in values[pick].tolist():
             update(v)
-        slot, value = hll_slot_values(values, self.lg_k)
-        np.maximum.at(self._registers, slot, value)
 
-    def _feed(self, values: np.ndarray) -> None:
+    def _feed(self, values: np.ndarray, slot: np.ndarray | None = None, value: np.ndarray | None = None) -> None:
         """Hand the sketch only the items that raise a register (one per slot: the largest value)."""
-        slot, value = hll_slot_values(values, self.lg_k)
+        if slot is None:
+            slot, value = hll_slot_values(values, self.lg_k)
         raise_ = value > self._registers[slot]
         if not raise_.any():
             return
         slot, value, values = slot[raise_], value[raise_], values[raise_]
-        order = np.lexsort((-value, slot))  # per slot, the largest value first
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = slot[order][1:] != slot[order][:-1]
-        pick = order[first]
+        pick = _largest_per_slot(slot, value, self.lg_k)
         self._registers[slot[pick]] = value[pick]
         update = self._hll.update
         for v in values[pick].tolist():
@@ -231,4 +286,4 @@ class DistinctCounter:
         self.__dict__.update(d)
 
 
-__all__ = ["HLL_LG_K", "EXACT_LIMIT", "BOUND_STDS", "DistinctCounter", "union_sorted", "murmur3_x64_128_int64", "hll_slot_values"]
+__all__ = ["HLL_LG_K", "EXACT_LIMIT", "BOUND_STDS", "DistinctCounter", "DistinctValues", "union_sorted", "murmur3_x64_128_int64", "hll_slot_values"]

@@ -51,8 +51,8 @@ from genco_data.format.components import (
     SPLITS,
     candidates_col,
 )
-from genco_data.build.sketch import BOUND_STDS, EXACT_LIMIT, HLL_LG_K, DistinctCounter, union_sorted
-from genco_data.build.unique import sorted_unique, splitmix64
+from genco_data.build.sketch import BOUND_STDS, EXACT_LIMIT, HLL_LG_K, DistinctCounter, DistinctValues
+from genco_data.build.unique import distinct_values, splitmix64
 
 #: Paper, Table 1 (train set): distinct ids per component (``# ids``) for 110 M ads, and exposures per
 #: candidate per day (``# expo_per_day``).
@@ -200,16 +200,13 @@ class StatsAccumulator:
             self.candidate_slots[j] += int(ln.sum())
             elem = np.concatenate([[0], np.cumsum(ln)])[starts]  # element range of each day
             has = np.concatenate([[0], np.cumsum(ln > 0)])[starts]  # rows with a pool before each day start
-            distinct_days = []
             for k, d in enumerate(uniq.tolist()):
                 a, b = int(elem[k]), int(elem[k + 1])
                 if b > a:
-                    u = sorted_unique(values[a:b])  # once per day: feeds the day's and the split's counters
-                    self._daily(c, d).update(u, distinct=True)
-                    distinct_days.append(u)
+                    u = DistinctValues(distinct_values(values[a:b]))  # once per day: the day's and the split's
+                    self._daily(c, d).add(u)
+                    self.elements[c].add(u)
                     self.daily_exposures[c][d] += int(has[k + 1] - has[k])
-            if distinct_days:
-                self.elements[c].update(union_sorted(*distinct_days), distinct=True)
         ads = _ints(table.column("ad_id"))
         if order is not None:
             ads = ads[order]

@@ -96,12 +96,17 @@ def hash_strings(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return splitmix64(h)
 
 
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of an integer array (Arrow's hash ``unique``, then a sort of the few left)."""
+def distinct_values(values: np.ndarray) -> np.ndarray:
+    """Distinct values of an integer array, in no particular order (Arrow's hash ``unique``)."""
     values = np.asarray(values)
     if len(values) < 2:
         return values.copy()
-    return np.sort(pc.unique(pa.array(values)).to_numpy())
+    return pc.unique(pa.array(values)).to_numpy()
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (Arrow's hash ``unique``, then a sort of the few left)."""
+    return np.sort(distinct_values(values))
 
 
 class IdSet:
@@ -223,4 +228,4 @@ def partition_duplicates(sources: list[tuple[str, list[int], int]]) -> Duplicate
     return Duplicates(seq[dup], piece, table.column("prow").to_numpy()[dup].astype(np.int64))
 
 
-__all__ = ["splitmix64", "hash_strings", "sorted_unique", "IdSet", "Duplicates", "partition_duplicates"]
+__all__ = ["splitmix64", "hash_strings", "sorted_unique", "distinct_values", "IdSet", "Duplicates", "partition_duplicates"]
