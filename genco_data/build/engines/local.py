@@ -4,7 +4,8 @@
   ~0.2 s per worker); the pool lives for the whole build and is started only when a pass has more than one
   job and the build has at least :data:`PARALLEL_MIN_ROWS` rows — below that, starting processes costs more
   than it saves, and the jobs run in this process (same functions, same bytes).
-* Each worker is one core (Arrow's thread pool set to one thread in it).
+* Each worker is one core (Arrow's thread pool set to one thread in it), and keeps the memory it frees for
+  its next batch (:func:`_keep_freed_memory`).
 * At most ``2 × workers`` jobs are in flight, so results waiting for their turn (they are handed back in
   job order) stay bounded.
 """
@@ -28,6 +29,27 @@ def _one_core() -> None:
     import pyarrow as pa
 
     pa.set_cpu_count(1)
+    _keep_freed_memory()
+
+
+def _keep_freed_memory() -> None:
+    """glibc only: keep freed numpy buffers in the worker's heap instead of handing them back to the kernel
+    (a batch's arrays are 1–30 MB: by default each is its own mmap, and every new one is page-faulted and
+    zeroed again). Measured on an 8 M-row build with 2 workers, interleaved A/B: 53.9 / 52.1 -> 49.6 / 48.3
+    CPU-s (~7 % less); a worker's peak RSS unchanged within 10 MB, since it holds one batch at a time anyway."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: leave the allocator alone
+        return
+    mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 class LocalEngine:
