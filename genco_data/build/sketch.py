@@ -132,13 +132,12 @@ class DistinctValues:
     computed once, on first use: a day's counter and the split's are fed the same values without a second sort
     or hash."""
 
-    __slots__ = ("values", "lg_k", "_sorted", "_hashed")
+    __slots__ = ("values", "_sorted", "_hashed")
 
-    def __init__(self, values: np.ndarray, lg_k: int = HLL_LG_K, *, is_sorted: bool = False) -> None:
+    def __init__(self, values: np.ndarray, *, is_sorted: bool = False) -> None:
         self.values = np.asarray(values, dtype=np.int64)
-        self.lg_k = lg_k
         self._sorted = self.values if is_sorted else None
-        self._hashed: tuple[np.ndarray, np.ndarray] | None = None
+        self._hashed: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # by lg_k
 
     def __len__(self) -> int:
         return len(self.values)
@@ -150,11 +149,9 @@ class DistinctValues:
         return self._sorted
 
     def hashed(self, lg_k: int) -> tuple[np.ndarray, np.ndarray]:
-        if lg_k != self.lg_k:
-            return hll_slot_values(self.values, lg_k)
-        if self._hashed is None:
-            self._hashed = hll_slot_values(self.values, lg_k)
-        return self._hashed
+        if lg_k not in self._hashed:
+            self._hashed[lg_k] = hll_slot_values(self.values, lg_k)
+        return self._hashed[lg_k]
 
 
 def _largest_per_slot(slot: np.ndarray, value: np.ndarray, lg_k: int) -> np.ndarray:
@@ -191,7 +188,7 @@ class DistinctCounter:
         if not len(values):
             return
         if self._set is not None:
-            self.add(DistinctValues(values if distinct else sorted_unique(values), self.lg_k, is_sorted=True))
+            self.add(DistinctValues(values if distinct else sorted_unique(values), is_sorted=True))
             return
         self._feed(values)  # duplicates are harmless: at most one item per register is handed over
 

@@ -38,11 +38,9 @@ def _keep_freed_memory() -> None:
     zeroed again). Measured on an 8 M-row build with 2 workers, interleaved A/B: 53.9 / 52.1 -> 49.6 / 48.3
     CPU-s (~7 % less); a worker's peak RSS unchanged within 10 MB, since it holds one batch at a time anyway."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: libc's, without a library search
     except (OSError, AttributeError):  # not glibc: leave the allocator alone
         return
     mallopt(_M_MMAP_THRESHOLD, 64 << 20)
