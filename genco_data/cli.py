@@ -284,7 +284,7 @@ def build_parser(verb_hint: str | None = None) -> argparse.ArgumentParser:
                     "also stays <= 100 MB uncompressed)")
     sp.add_argument("--engine", choices=["local", "ray"], default="local", help="where the work runs: local processes, or Ray "
                     "Data (pip install 'genco-data[ray]')")
-    sp.add_argument("--ray-address", default=None, help="with --engine ray: join this Ray cluster (default: start a local Ray)")
+    sp.add_argument("--ray-address", default=None, help="with --engine ray: join this Ray cluster (host:port, ray://host:port or auto; default: start a local Ray)")
 
     sp = verb("verify", "re-check a release: checksums, row counts, schema, format version")
     sp.add_argument("release")

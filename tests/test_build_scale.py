@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -398,3 +400,42 @@ def test_the_ray_engine_agrees_with_the_local_engine(tmp_path):
     remote = _build([src], tmp_path / "ray", workers=2, engine="ray")
     assert local.reject_reasons == remote.reject_reasons == {"duplicate_id:impression_id": 1, "not_binary:click": 1, "missing:query_id": 1}
     assert _everything(tmp_path / "local") == _everything(tmp_path / "ray")
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_ray_address_where_nothing_listens_is_refused_in_one_line_at_once(messy, tmp_path, capsys):
+    """ray.init retries a dead address for minutes; the build refuses it before calling Ray."""
+    pytest.importorskip("ray.data")
+    address = f"127.0.0.1:{_closed_port()}"
+    t0 = time.perf_counter()
+    code = main(["build", str(messy), "--out", str(tmp_path / "r"), "--version", "1.0.0", "--quiet",
+                 "--test-start-day", TSD.isoformat(), "--engine", "ray", "--ray-address", address])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert time.perf_counter() - t0 < 30
+    assert f"--ray-address {address}: nothing accepts connections" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_ray_address_check_names_an_unknown_host_and_lets_a_listening_one_and_auto_through():
+    from genco_data.build.engines.ray_engine import check_reachable
+
+    with pytest.raises(BuildError, match=r"unknown host 'no-such-host\.invalid'"):
+        check_reachable("no-such-host.invalid:6379")
+    with pytest.raises(BuildError, match="nothing accepts connections at 127.0.0.1"):
+        check_reachable(f"ray://127.0.0.1:{_closed_port()}")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        check_reachable(f"127.0.0.1:{port}")  # accepts: no error
+        check_reachable(f"ray://127.0.0.1:{port}")
+    for left_to_ray in ("auto", "local", "headnode"):  # no port: Ray resolves these itself
+        check_reachable(left_to_ray)

@@ -29,6 +29,7 @@ docs/SCALE.md.
 from __future__ import annotations
 
 import datetime as _dt
+import socket
 import uuid
 from collections import deque
 from pathlib import Path
@@ -58,6 +59,30 @@ def _ray():
     return ray
 
 
+#: Seconds a cluster's address has to accept a connection: ``ray.init`` itself retries a dead address for minutes.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse at once an explicit ``host:port`` (or ``ray://host:port``) where nothing accepts a connection.
+
+    ``auto``, ``local`` and an address without a port are left to Ray, which finds or starts the cluster itself."""
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = target.rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    host = host.strip("[]")  # an IPv6 literal, [::1]:6379
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except socket.gaierror:
+        raise BuildError(f"--ray-address {address}: unknown host {host!r}") from None
+    except OSError as exc:
+        why = "no answer within {:g} s".format(timeout) if isinstance(exc, TimeoutError) else (exc.strerror or str(exc)).lower()
+        raise BuildError(f"--ray-address {address}: nothing accepts connections at {host}:{port} ({why}); "
+                         "is the cluster up (`ray status`)?") from None
+
+
 class RayEngine:
     def __init__(self, workers: int, address: str | None) -> None:
         ray = _ray()
@@ -65,6 +90,8 @@ class RayEngine:
         self.workers = workers
         self._started = False
         if not ray.is_initialized():
+            if address:
+                check_reachable(address)
             kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
             try:
                 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
