@@ -23,9 +23,11 @@ import datetime as dt
 import importlib
 import json
 import os
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 
 from genco_data import __version__
 from genco_data.errors import GencoError
@@ -380,6 +382,46 @@ def _fail(name: str, json_mode: bool, message: str, kind: str, code: int = 2) ->
     return code
 
 
+class Terminated(KeyboardInterrupt):
+    """A termination signal (SIGTERM, SIGHUP), raised where the verb is so that it cleans up as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    # One shot: a second signal while the verb cleans up (removes its temporary folder, stops its workers)
+    # would cut the clean-up short; SIGKILL remains for a process that must die at once.
+    for sig in _TERMINATION_SIGNALS:
+        if signal.getsignal(sig) is _raise_terminated:
+            signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+_TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def _termination_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into :class:`Terminated` for the verb's duration, where Python's default would kill the
+    process on the spot: a ``kill``, ``timeout``, Slurm or Kubernetes stop left a build's temporary folder (GBs)
+    and its worker processes behind. Signals already ignored (``nohup``) stay ignored; off the main thread
+    (signal handlers cannot be set there) nothing changes."""
+    previous: dict[int, Any] = {}
+    try:
+        for sig in _TERMINATION_SIGNALS:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, _raise_terminated)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     json_mode = "--json" in argv
@@ -396,16 +438,22 @@ def main(argv: list[str] | None = None) -> int:
     name = args.verb
     json_mode = bool(getattr(args, "json", False))
     try:
-        VERBS[name](args)
+        with _termination_as_interrupt():
+            VERBS[name](args)
     except GencoError as exc:
         return _fail(name, json_mode, str(exc), type(exc).__name__)
     except FileNotFoundError as exc:
         return _fail(name, json_mode, f"no such file: {exc.filename or exc}", type(exc).__name__)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # 128 + the signal's number, as a shell reports a process the signal killed
+        if isinstance(exc, Terminated):
+            what, kind, code = f"terminated ({exc})", "Terminated", 128 + exc.signum
+        else:
+            what, kind, code = "interrupted", "KeyboardInterrupt", 130
         if json_mode:
-            print(json.dumps({"error": "interrupted", "kind": "KeyboardInterrupt", "exit_code": 130}, sort_keys=True))
-        print(f"genco {name}: interrupted", file=sys.stderr)
-        return 130
+            print(json.dumps({"error": what, "kind": kind, "exit_code": code}, sort_keys=True))
+        print(f"genco {name}: {what}", file=sys.stderr)
+        return code
     except Exception as exc:
         if not json_mode:
             raise  # a bug, not a user mistake: keep the traceback

@@ -28,9 +28,10 @@ END = "<!-- json-output:end -->"
 ERROR_KEYS = (
     ("error", "string", "the one-line reason (the same line as on stderr, without the `genco <verb>: error:` prefix)"),
     ("kind", "string", "the error's class: a `genco_data.errors` name (`InvalidInputError`, `PredictionsError`, "
-                       "`IntegrityError`, ...), `FileNotFoundError`, `usage` (a bad command line), `KeyboardInterrupt`, or "
-                       "`internal` (a bug: its traceback is on stderr)"),
-    ("exit_code", "integer", "the process exit status: 2 for a user mistake, 130 interrupted, 1 internal"),
+                       "`IntegrityError`, ...), `FileNotFoundError`, `usage` (a bad command line), `KeyboardInterrupt` "
+                       "(Ctrl-C), `Terminated` (SIGTERM or SIGHUP), or `internal` (a bug: its traceback is on stderr)"),
+    ("exit_code", "integer", "the process exit status: 2 for a user mistake, 130 interrupted (Ctrl-C), 143 terminated "
+                            "(SIGTERM; 129 SIGHUP), 1 internal"),
 )
 
 
