@@ -13,6 +13,7 @@
     sketch.py     distinct counts: exact below a threshold, Apache DataSketches HLL above
     stats.py      the Table-1 statistics of a split (mergeable across workers)
     passes.py     the passes on an engine, results in job order
+    disk.py       disk space: refuse a build that cannot fit, one line when the disk fills
     engines/      where jobs run: ``local`` (process pool) or ``ray`` (Ray Data)
     builder.py    ``build_release``: the atomic build (lock, temporary folder, move into place), manifest
 

@@ -52,6 +52,7 @@ from genco_data.errors import BuildError
 from genco_data.format.records import FORMAT_VERSION, FileEntry, InputFile, Manifest, Source
 from genco_data.locks import writer_lock
 from genco_data.release import DATA_DIR, MANIFEST_NAME, REJECTS_DIR, WORLD_DIR, sha256_file, shard_name
+from genco_data.build.disk import check_space, out_of_space, out_of_space_error, space_need
 from genco_data.build.engines import open_engine
 from genco_data.build.ingest import estimated_rows, plan_tasks
 from genco_data.build.passes import run_passes
@@ -210,6 +211,8 @@ def _locked_build(cfg: BuildConfig, plan: _Plan, progress: bool, finalize: Calla
     _restore_previous(cfg.out)
     _check_out(cfg)
     _remove_stale(cfg.out)
+    need = space_need(plan, cfg)
+    check_space(need, cfg.out)
     tmp = _tmp_dir(cfg.out)
     try:
         tmp.mkdir()
@@ -221,8 +224,10 @@ def _locked_build(cfg: BuildConfig, plan: _Plan, progress: bool, finalize: Calla
             _move_into_place(tmp, cfg.out)
         except OSError as exc:
             raise BuildError(f"could not move the finished release onto {cfg.out}: {_one_line(exc)}") from None
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if out_of_space(exc):
+            raise out_of_space_error(need, cfg.out) from None
         raise
     result.seconds = time.perf_counter() - t0
     return result
