@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -374,9 +375,10 @@ def test_cli_build_options_are_honoured(messy, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------- Ray
-def test_the_ray_engine_agrees_with_the_local_engine(tmp_path):
+def test_the_ray_engine_agrees_with_the_local_engine_and_keeps_the_callers_sigterm_handler(tmp_path):
     """A local Ray with 2 CPUs: Parquet (two files, a duplicate across them, a bad row) and JSONL (a line
-    without a key): the same rows, rejects and statistics — in fact the same bytes — as the local engine."""
+    without a key): the same rows, rejects and statistics — in fact the same bytes — as the local engine. And
+    ``ray.init``'s own SIGTERM handler (a bare ``sys.exit``) does not outlive the engine's start."""
     try:
         import ray  # noqa: F401
         import ray.data  # noqa: F401
@@ -397,7 +399,15 @@ def test_the_ray_engine_agrees_with_the_local_engine(tmp_path):
     (src / "c.jsonl").write_text("\n".join(lines) + "\n")
     local = _build([src], tmp_path / "local", workers=1)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    remote = _build([src], tmp_path / "ray", workers=2, engine="ray")
+    def callers_handler(signum, frame):  # pragma: no cover - never called
+        pass
+
+    previous = signal.signal(signal.SIGTERM, callers_handler)
+    try:
+        remote = _build([src], tmp_path / "ray", workers=2, engine="ray")
+        assert signal.getsignal(signal.SIGTERM) is callers_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert local.reject_reasons == remote.reject_reasons == {"duplicate_id:impression_id": 1, "not_binary:click": 1, "missing:query_id": 1}
     assert _everything(tmp_path / "local") == _everything(tmp_path / "ray")
 

@@ -120,11 +120,15 @@ def test_a_termination_inside_a_verb_is_one_line_and_its_exit_status(monkeypatch
         raise AssertionError("SIGTERM did not interrupt the verb")
 
     monkeypatch.setitem(cli.VERBS, "verify", verb)
-    t0 = time.monotonic()
-    assert cli.main(["verify", "somewhere"]) == 143
-    assert time.monotonic() - t0 < 4
-    assert capsys.readouterr().err == "genco verify: terminated (SIGTERM)\n"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the one-shot's SIG_IGN is undone too
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a fresh process
+    try:
+        t0 = time.monotonic()
+        assert cli.main(["verify", "somewhere"]) == 143
+        assert time.monotonic() - t0 < 4
+        assert capsys.readouterr().err == "genco verify: terminated (SIGTERM)\n"
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the one-shot's SIG_IGN is undone too
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_ctrl_c_keeps_its_line_and_exit_status(monkeypatch, capsys):

@@ -29,7 +29,9 @@ docs/SCALE.md.
 from __future__ import annotations
 
 import datetime as _dt
+import signal
 import socket
+import threading
 import uuid
 from collections import deque
 from pathlib import Path
@@ -93,10 +95,16 @@ class RayEngine:
             if address:
                 check_reachable(address)
             kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
+            # ray.init replaces the process's SIGTERM handler with a bare sys.exit, for good: the caller's (genco's
+            # clean stop, or the default) is put back.
+            on_sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
             try:
                 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
             except Exception as exc:  # a wrong address, a cluster that does not answer
                 raise BuildError(f"cannot start or join Ray ({' '.join(str(exc).split())[:300]})") from None
+            finally:
+                if on_sigterm is not None:
+                    signal.signal(signal.SIGTERM, on_sigterm)
             self._started = True
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # block order = input order
